@@ -1,0 +1,190 @@
+"""One entry point: ``tumorscope <command>`` (train, evaluate, predict, info)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tumorscope import __version__
+from tumorscope.errors import TumorscopeError
+
+DEFAULT_MODEL_DIRS = [Path(__file__).resolve().parents[2] / "models" / "default"]
+
+
+def default_checkpoint() -> Path:
+    """The shipped default model (``$TUMORSCOPE_MODEL`` overrides)."""
+    env = os.environ.get("TUMORSCOPE_MODEL")
+    candidates = [Path(env)] if env else DEFAULT_MODEL_DIRS
+    for path in candidates:
+        if (path / "model.json").is_file() or path.with_suffix(".json").is_file():
+            return path
+    raise TumorscopeError("--checkpoint", "no checkpoint given and no default model found at "
+                          f"{candidates[0]}; train one (tumorscope train) or pass --checkpoint")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model from a YAML config",
+                       description="Train from a YAML experiment config. Any key can be "
+                       "overridden as key.sub=value (e.g. trainer.epochs=3 model.input_size=128).")
+    p.add_argument("--config", "--hparams", dest="config", type=Path,
+                   help="experiment YAML (configs/...)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--data-root", help="dataset folder (overrides data.root)")
+    p.add_argument("--run-name", help="output.run_name")
+    p.add_argument("--epochs", type=int, help="trainer.epochs")
+    p.add_argument("--batch-size", type=int, help="trainer.batch_size")
+    p.add_argument("--devices", help="trainer.devices (GPUs or CPU processes)")
+    p.add_argument("--strategy", help="trainer.strategy (auto, ddp, ...)")
+    p.add_argument("--num-nodes", type=int, help="trainer.num_nodes")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="metrics and report on a held-out patient fold")
+    p.add_argument("--checkpoint", type=Path, help="model dir or .safetensors (default: shipped)")
+    p.add_argument("--fold", type=int, help="fold to evaluate (default: the model's test fold)")
+    p.add_argument("--out", type=Path, help="output folder (default: eval-fold<k> beside model)")
+    p.add_argument("--data-root", help="dataset folder (default: the one in the model card)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
+    p.add_argument("--allow-train-fold", action="store_true",
+                   help="allow evaluating on a fold the model was trained on")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="class, mask and overlay for scan files")
+    p.add_argument("files", nargs="+", type=Path, help="PNG/JPEG/TIFF, .mat, DICOM or NIfTI")
+    p.add_argument("--checkpoint", type=Path, help="model dir or .safetensors (default: shipped)")
+    p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    p.add_argument("--slice", type=int, dest="slice_index",
+                   help="for 3D volumes: predict this axial slice only")
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
+    p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="tumorscope", description="Brain-tumour MRI toolkit: "
+                                     "classify, segment, evaluate, predict.")
+    parser.add_argument("--version", action="version", version=f"tumorscope {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    p = sub.add_parser("info", help="show a model card")
+    p.add_argument("--checkpoint", type=Path)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tumorscope.training.config import load_config
+    from tumorscope.training.run import config_for_resume, train
+
+    overrides = list(args.overrides)
+    for flag, key in (("run_name", "output.run_name"), ("epochs", "trainer.epochs"),
+                      ("batch_size", "trainer.batch_size"), ("devices", "trainer.devices"),
+                      ("strategy", "trainer.strategy"), ("num_nodes", "trainer.num_nodes")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.resume is not None:
+        cfg = config_for_resume(args.resume, overrides)
+    else:
+        if args.config is None:
+            raise TumorscopeError("--config", "give an experiment YAML (see configs/) or --resume")
+        cfg = load_config(args.config, overrides)
+    out = train(cfg, resume=args.resume is not None, data_root=args.data_root)
+    print(f"model written to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tumorscope.checkpoint import read_card
+    from tumorscope.evaluation import evaluate
+
+    ckpt = args.checkpoint or default_checkpoint()
+    card = read_card(ckpt)
+    fold = args.fold if args.fold is not None else card["data"]["split"]["test_fold"]
+    out = args.out or (Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent) / f"eval-fold{fold}"
+    m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,
+                 allow_train_fold=args.allow_train_fold)
+    table = Table(title=f"fold {fold} ({m['fold_role']}): {m['split']['slices']} slices, "
+                  f"{m['split']['patients']} patients")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    c, s = m["classification"], m["segmentation"]
+    for name, value in [("accuracy", c["accuracy"]), ("macro-F1", c["macro_f1"]),
+                        ("Dice (tumour slices)", s["dice_mean_tumour"]),
+                        ("Dice (pooled)", s["dice_pooled"]), ("IoU (tumour slices)",
+                                                               s["iou_mean_tumour"])]:
+        table.add_row(name, f"{value:.3f}")
+    Console().print(table)
+    print(f"report: {out / 'report.html'}\nmetrics: {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tumorscope.inference import Predictor
+    from tumorscope.predict import predict_files
+
+    predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
+                                          threshold=args.threshold)
+    records = predict_files(predictor, args.files, args.out, args.slice_index)
+    table = Table(title=f"model {predictor.model_id}")
+    for col in ["file", "class", *predictor.classes, "area px", "area mm²"]:
+        table.add_column(col)
+    for r in records:
+        area_mm = r.get("tumour_area_mm2", r.get("tumour_volume_mm3"))
+        table.add_row(Path(r["file"]).name, r["class"],
+                      *(f"{r['probabilities'][c]:.3f}" for c in predictor.classes),
+                      str(r.get("tumour_area_pixels", r.get("tumour_voxels"))),
+                      f"{area_mm:.1f}" if area_mm is not None else "-")
+    Console().print(table)
+    print(f"masks, overlays and JSON written to {args.out}/")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from tumorscope.checkpoint import read_card
+
+    card = read_card(args.checkpoint or default_checkpoint())
+    card.pop("training_config", None)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; user errors print one line and exit 2 (no traceback)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                "info": cmd_info}
+    try:
+        return commands[args.command](args)
+    except TumorscopeError as err:
+        if args.verbose:
+            raise
+        print(f"tumorscope {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume a training run with: tumorscope train --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

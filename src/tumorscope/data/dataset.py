@@ -1,0 +1,80 @@
+"""Torch dataset of annotated slices: read -> [0,1] -> resize -> augment -> normalise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tumorscope.data.records import Record
+from tumorscope.io import read_mask, read_scan
+from tumorscope.transforms.preprocess import load_model_input, normalise, resize_mask
+
+
+def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``(C, H, W)`` pixels and the ``(H, W)`` bool mask of one record.
+
+    The mask comes from ``record.mask``, else from the image file itself (``.mat``), else
+    is empty. Shape mismatches raise an error naming the mask file.
+    """
+    scan = read_scan(record.image)
+    if record.mask is not None:
+        mask = read_mask(record.mask, expected_shape=scan.spatial_shape)
+    elif scan.mask is not None:
+        mask = scan.mask.astype(bool)
+    else:
+        mask = np.zeros(scan.spatial_shape, dtype=bool)
+    return scan.array, mask
+
+
+class SliceDataset(Dataset):
+    """Samples ``{"image": (C,S,S) float, "mask": (1,S,S) float, "label": int, "index": int}``."""
+
+    def __init__(self, records: Sequence[Record], channels: int, size: int, normalization: str,
+                 stats: tuple[float, float] | None = None, augment: Any = None,
+                 cache: bool = False) -> None:
+        self.records = list(records)
+        self.channels, self.size = channels, size
+        self.normalization, self.stats = normalization, stats
+        self.augment = augment
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def resized(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(C,S,S)`` float image in [0,1] and ``(S,S)`` uint8 mask, cached when enabled."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        record = self.records[index]
+        pixels, mask = load_record(record)
+        item = (load_model_input(pixels, self.channels, self.size, record.image).astype(np.float16),
+                resize_mask(mask, self.size))
+        if self._cache is not None:
+            self._cache[index] = item
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, mask = self.resized(index)
+        image = image.astype(np.float32)
+        if self.augment is not None:
+            out = self.augment(image=np.moveaxis(image, 0, -1), mask=mask)
+            hwc = out["image"]
+            image = hwc[None] if hwc.ndim == 2 else np.moveaxis(hwc, -1, 0)
+            mask = out["mask"]
+        image = normalise(np.ascontiguousarray(image, dtype=np.float32), self.normalization,
+                          self.stats)
+        return {"image": torch.from_numpy(image),
+                "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
+                "label": int(self.records[index].label), "index": index}
+
+
+def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, float]:
+    """Mean and std of [0,1]-scaled training images (for "global" normalisation)."""
+    step = max(1, len(dataset) // max_images)
+    values = [dataset.resized(i)[0].astype(np.float32) for i in range(0, len(dataset), step)]
+    stacked = np.stack(values)
+    return float(stacked.mean()), float(stacked.std())

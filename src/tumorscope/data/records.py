@@ -1,0 +1,44 @@
+"""What a dataset is, before any pixels are read: a list of slice records and class names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Record:
+    """One annotated 2D slice on disk.
+
+    ``mask`` is None when the annotation lives in the image file itself (figshare ``.mat``)
+    or the slice has none. ``label`` is a 0-based class index. ``fold`` is set when the
+    dataset ships its own patient-level split.
+    """
+
+    id: str
+    image: Path
+    mask: Path | None
+    label: int
+    patient: str
+    fold: int | None = None
+
+
+@dataclass
+class DatasetIndex:
+    """All records of a dataset plus its class names and provenance."""
+
+    name: str
+    root: Path
+    classes: list[str]
+    records: list[Record]
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted({r.patient for r in self.records})
+
+    def class_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for r in self.records:
+            counts[self.classes[r.label]] += 1
+        return counts

@@ -1,0 +1,73 @@
+"""Patient-level k-fold splits: stratified by class, grouped by patient, seeded."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from tumorscope.data.records import DatasetIndex, Record
+
+
+def patient_folds(records: list[Record], n_folds: int, seed: int) -> dict[str, int]:
+    """Assign every patient to one fold with ``StratifiedGroupKFold`` (label of the patient's
+    slices as stratum). Deterministic for a given seed."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    patients = sorted({r.patient for r in records})
+    if len(patients) < n_folds:
+        raise ValueError(f"{len(patients)} patients cannot fill {n_folds} folds")
+    labels = np.array([r.label for r in records])
+    groups = np.array([r.patient for r in records])
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold_of: dict[str, int] = {}
+    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(records)), labels, groups)):
+        for patient in set(groups[test_idx]):
+            fold_of[str(patient)] = fold
+    return fold_of
+
+
+def assign_folds(index: DatasetIndex, n_folds: int, seed: int, source: str) -> dict[str, int]:
+    """Fold of each patient: the dataset's own split when it has one and ``source`` is
+    'dataset', else computed. Raises if a shipped split puts a patient in two folds."""
+    shipped = [r for r in index.records if r.fold is not None]
+    if source == "dataset" and len(shipped) == len(index.records):
+        fold_of: dict[str, int] = {}
+        for r in shipped:
+            if fold_of.setdefault(r.patient, int(r.fold)) != r.fold:  # type: ignore[arg-type]
+                raise ValueError(f"patient {r.patient} appears in folds {fold_of[r.patient]} "
+                                 f"and {r.fold}")
+        return fold_of
+    return patient_folds(index.records, n_folds, seed)
+
+
+@dataclass
+class Split:
+    """Records for training, validation (model selection) and the held-out test fold."""
+
+    train: list[Record]
+    val: list[Record]
+    test: list[Record]
+    test_fold: int
+    val_fold: int | None
+
+    def describe(self) -> dict[str, object]:
+        """Counts of slices and patients per part, for reports and model cards."""
+        def part(rs: list[Record]) -> dict[str, object]:
+            return {"slices": len(rs), "patients": len({r.patient for r in rs}),
+                    "labels": dict(sorted(Counter(r.label for r in rs).items()))}
+        return {"test_fold": self.test_fold, "val_fold": self.val_fold,
+                "train": part(self.train), "val": part(self.val), "test": part(self.test)}
+
+
+def make_split(index: DatasetIndex, n_folds: int, test_fold: int, val_fold: int | None,
+               seed: int, source: str = "dataset") -> Split:
+    """Split by patient: ``test_fold`` held out, ``val_fold`` for validation, rest trains."""
+    fold_of = assign_folds(index, n_folds, seed, source)
+    parts: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
+    for r in index.records:
+        fold = fold_of[r.patient]
+        key = "test" if fold == test_fold else "val" if fold == val_fold else "train"
+        parts[key].append(r)
+    return Split(parts["train"], parts["val"], parts["test"], test_fold, val_fold)

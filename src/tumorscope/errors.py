@@ -1,0 +1,29 @@
+"""One error type for everything a user can get wrong: it names the culprit and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TumorscopeError(Exception):
+    """A user-facing error: ``where`` (a file, a config key) and ``problem`` in plain words.
+
+    The CLI prints ``str(err)`` and exits non-zero; no traceback is shown for these.
+    """
+
+    def __init__(self, where: str | Path | None, problem: str) -> None:
+        self.where = str(where) if where is not None else None
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+
+
+class ScanReadError(TumorscopeError):
+    """A scan file is missing, unsupported, corrupt or holds unusable pixels."""
+
+
+class ConfigError(TumorscopeError):
+    """A configuration file or override has an unknown key or a wrong value."""
+
+
+class CheckpointError(TumorscopeError):
+    """A model checkpoint is missing, incomplete or does not match its card."""

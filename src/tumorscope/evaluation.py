@@ -1,0 +1,108 @@
+"""``tumorscope evaluate``: metrics of a checkpoint on one held-out patient fold, with a report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tumorscope.data import load_index
+from tumorscope.data.dataset import load_record
+from tumorscope.data.splits import make_split
+from tumorscope.errors import ConfigError
+from tumorscope.inference import Predictor
+from tumorscope.io.writers import write_atomic, write_json
+from tumorscope.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    confusion_matrix,
+    per_image_dice,
+    segmentation_metrics,
+)
+from tumorscope.progress import track
+from tumorscope.training.config import build_config, resolve_data_root
+
+log = logging.getLogger("tumorscope.evaluate")
+
+
+def fold_role(card: dict[str, Any], fold: int) -> str:
+    """'test' (held out), 'validation' (used for model selection) or 'train' for this model."""
+    split = card.get("data", {}).get("split", {})
+    if fold == split.get("test_fold"):
+        return "test"
+    if fold == split.get("val_fold"):
+        return "validation"
+    return "train"
+
+
+def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
+             data_root: str | None = None, batch_size: int = 16, tta: bool = False,
+             gallery: int = 8, allow_train_fold: bool = False) -> dict[str, Any]:
+    """Evaluate on every slice of ``fold``; writes ``metrics.json`` and ``report.html``."""
+    predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
+    card = predictor.card
+    cfg = build_config(card["training_config"], f"{checkpoint} (model card)")
+    role = fold_role(card, fold)
+    if role == "train" and not allow_train_fold:
+        raise ConfigError("--fold", f"fold {fold} was used to train this model; its metrics "
+                          "would be inflated (pass --allow-train-fold to compute them anyway)")
+    if not 0 <= fold < cfg.data.folds:
+        raise ConfigError("--fold", f"fold must be in 0..{cfg.data.folds - 1}")
+    index = load_index(cfg.data.dataset, resolve_data_root(cfg, data_root))
+    split = make_split(index, cfg.data.folds, fold, None, cfg.seed, cfg.data.fold_source)
+    records = split.test
+    labels, preds, probs, pred_masks, true_masks, arrays = [], [], [], [], [], []
+    for start in track(range(0, len(records), batch_size), f"evaluating fold {fold}",
+                       total=-(-len(records) // batch_size)):
+        chunk = records[start:start + batch_size]
+        loaded = [load_record(r) for r in chunk]
+        outputs = predictor.predict_arrays([a for a, _ in loaded], batch_size,
+                                           sources=[r.image for r in chunk])
+        for r, (array, mask), (p, m) in zip(chunk, loaded, outputs, strict=True):
+            labels.append(r.label)
+            preds.append(int(np.argmax(p)))
+            probs.append(p)
+            pred_masks.append(m)
+            true_masks.append(mask)
+            arrays.append(array if len(arrays) < 4000 else None)
+    classes = index.classes
+    cm = confusion_matrix(labels, preds, len(classes))
+    cls = classification_metrics(cm, classes)
+    seg = segmentation_metrics(pred_masks, true_masks)
+    dice = per_image_dice(pred_masks, true_masks)
+    patients = np.array([r.patient for r in records])
+    correct = (np.array(labels) == np.array(preds)).astype(float)
+    tumour = np.array([m.any() for m in true_masks])
+    ci = {
+        "accuracy": bootstrap_ci(correct, np.mean, 500, groups=patients),
+        "macro_f1": bootstrap_ci(np.stack([labels, preds], 1), _macro_f1(len(classes), classes),
+                                 500, groups=patients),
+        "dice_mean_tumour": bootstrap_ci(dice[tumour], np.mean, 500, groups=patients[tumour])
+        if tumour.any() else (float("nan"), float("nan")),
+    }
+    metrics = {
+        "checkpoint": str(checkpoint), "model_id": predictor.model_id, "fold": fold,
+        "fold_role": role, "dataset": cfg.data.dataset,
+        "split": {"test_fold": fold, "slices": len(records),
+                  "patients": len(set(patients.tolist())), "source": index.info.get("split")},
+        "classification": {**cls, "confusion_matrix": cm.tolist(), "classes": classes},
+        "segmentation": seg, "confidence_intervals_95": ci, "tta": tta,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    from tumorscope.reporting.evaluation_report import render_report
+
+    report = render_report(metrics, records, arrays, pred_masks, true_masks, labels, preds,
+                           np.stack(probs), dice, classes, gallery)
+    write_atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
+    return metrics
+
+
+def _macro_f1(k: int, classes: list[str]) -> Any:
+    def stat(rows: np.ndarray) -> float:
+        cm = confusion_matrix(rows[:, 0], rows[:, 1], k)
+        return float(classification_metrics(cm, classes)["macro_f1"])  # type: ignore[arg-type]
+    return stat

@@ -1,0 +1,85 @@
+"""Read any scan with one call: ``read_scan(path) -> Scan``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tumorscope.errors import ScanReadError
+from tumorscope.io.dicom import read_dicom
+from tumorscope.io.images import read_pillow, read_tiff
+from tumorscope.io.matlab import read_figshare_mat
+from tumorscope.io.nifti import read_nifti
+from tumorscope.io.scan import Scan, stack_modalities
+
+SUPPORTED = {
+    ".png": read_pillow, ".jpg": read_pillow, ".jpeg": read_pillow, ".bmp": read_pillow,
+    ".tif": read_tiff, ".tiff": read_tiff,
+    ".mat": read_figshare_mat,
+    ".dcm": read_dicom, ".dicom": read_dicom,
+    ".nii": read_nifti, ".nii.gz": read_nifti,
+}
+
+
+def scan_suffix(path: Path) -> str:
+    """Lower-case suffix, treating ``.nii.gz`` as one suffix."""
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _reader_for(path: Path) -> Callable[[Path], Scan]:
+    suffix = scan_suffix(path)
+    if suffix in SUPPORTED:
+        return SUPPORTED[suffix]
+    with open(path, "rb") as f:  # no/unknown suffix: sniff the DICOM preamble
+        head = f.read(132)
+    if head[128:132] == b"DICM":
+        return read_dicom
+    kinds = ", ".join(sorted(SUPPORTED))
+    raise ScanReadError(path, f"unsupported file type {suffix or '(no suffix)'!r}; "
+                        f"tumorscope reads {kinds} and DICOM files without a suffix")
+
+
+def validate_pixels(scan: Scan) -> Scan:
+    """Refuse empty images and non-finite pixels; return the scan with float32-safe pixels."""
+    if scan.array.size == 0 or min(scan.array.shape) == 0:
+        raise ScanReadError(scan.path, f"image has zero size (shape {scan.array.shape})")
+    if np.issubdtype(scan.array.dtype, np.floating) and not np.isfinite(scan.array).all():
+        bad = int((~np.isfinite(scan.array)).sum())
+        raise ScanReadError(scan.path, f"image contains {bad} NaN or infinite pixel values")
+    if scan.mask is not None and scan.mask.shape != scan.spatial_shape:
+        raise ScanReadError(scan.path, f"mask shape {scan.mask.shape} differs from image "
+                            f"shape {scan.spatial_shape}")
+    return scan
+
+
+def read_scan(path: str | Path) -> Scan:
+    """Read a PNG/JPEG/TIFF, figshare ``.mat``, DICOM or NIfTI file into a :class:`Scan`.
+
+    Raises :class:`~tumorscope.errors.ScanReadError` naming the file and the problem for
+    missing, unsupported, corrupt, empty or non-finite inputs.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(path, "file not found")
+    if path.is_dir():
+        raise ScanReadError(path, "is a directory, expected a scan file")
+    if path.stat().st_size == 0:
+        raise ScanReadError(path, "file is empty (0 bytes)")
+    return validate_pixels(_reader_for(path)(path))
+
+
+def read_mask(path: str | Path, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read a binary mask image (any non-zero pixel is tumour) and check its shape."""
+    scan = read_scan(path)
+    mask = scan.array.max(axis=0) > 0
+    if expected_shape is not None and mask.shape != tuple(expected_shape):
+        raise ScanReadError(path, f"mask shape {mask.shape} differs from its image shape "
+                            f"{tuple(expected_shape)}")
+    return mask
+
+
+__all__ = ["SUPPORTED", "Scan", "read_mask", "read_scan", "scan_suffix", "stack_modalities",
+           "validate_pixels"]

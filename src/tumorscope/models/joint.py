@@ -1,0 +1,76 @@
+"""The joint network: an smp UNet/UNet++/FPN whose encoder also feeds a classification head.
+
+``forward(x)`` returns ``(mask_logits [B,1,H,W], class_logits [B,K])``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+from torch import nn
+
+from tumorscope.errors import CheckpointError, ConfigError
+from tumorscope.models.pretrained import LITE0_PACKAGE, load_encoder_file, load_lite0_package
+from tumorscope.models.registry import register
+
+ARCHS = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN}
+
+
+def _smp_kwargs(arch: str, attention: str) -> dict[str, object]:
+    if attention == "scse":
+        if arch not in ("unet", "unetplusplus"):
+            raise ConfigError("model.attention", f"scse attention needs a UNet decoder, not {arch}")
+        return {"decoder_attention_type": "scse"}
+    return {}
+
+
+def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
+                encoder_weights: str | None = None, attention: str = "none",
+                dropout: float = 0.2) -> nn.Module:
+    """Build the joint model; ``encoder_weights`` is 'imagenet', a file path, the
+    'efficientnet-lite0-package' or None (random init)."""
+    if arch not in ARCHS:
+        raise ConfigError("model.arch", f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
+    weights = None if encoder_weights in (None, "", "none", "null") else encoder_weights
+    hub = weights if weights is not None and not _is_local(weights) else None
+    try:
+        model = ARCHS[arch](encoder_name=encoder, encoder_weights=hub, in_channels=in_channels,
+                            classes=1, aux_params={"classes": num_classes, "dropout": dropout},
+                            **_smp_kwargs(arch, attention))
+    except KeyError as err:
+        raise ConfigError("model.encoder", f"unknown encoder {encoder!r} ({err})") from None
+    except (OSError, RuntimeError, ValueError) as err:
+        if hub is None:
+            raise ConfigError("model.encoder", f"cannot build {arch}/{encoder}: {err}") from None
+        raise CheckpointError(f"model.encoder_weights={hub}", f"could not fetch pretrained "
+                              f"weights for {encoder} ({type(err).__name__}: {err}); offline? Set "
+                              "model.encoder_weights=none, a local weights file, or use "
+                              f"encoder tu-tf_efficientnet_lite0 with {LITE0_PACKAGE}") from None
+    if weights == LITE0_PACKAGE:
+        if encoder != "tu-tf_efficientnet_lite0":
+            raise ConfigError("model.encoder_weights", f"{LITE0_PACKAGE} fits encoder "
+                              f"tu-tf_efficientnet_lite0, not {encoder}")
+        load_lite0_package(model.encoder, in_channels)
+    elif weights is not None and _is_local(weights):
+        load_encoder_file(model.encoder, Path(weights).expanduser(), in_channels)
+    return model
+
+
+def _is_local(weights: str) -> bool:
+    return weights == LITE0_PACKAGE or os.sep in weights or weights.endswith(
+        (".pt", ".pth", ".safetensors", ".bin"))
+
+
+@register("joint")
+def joint_from_config(model_cfg: dict[str, object], num_classes: int,
+                      load_pretrained: bool = True) -> nn.Module:
+    """Build from the ``model`` config section (a plain dict, as stored in model cards)."""
+    return build_joint(
+        arch=str(model_cfg["arch"]), encoder=str(model_cfg["encoder"]), num_classes=num_classes,
+        in_channels=int(model_cfg["in_channels"]),  # type: ignore[call-overload]
+        encoder_weights=model_cfg.get("encoder_weights") if load_pretrained else None,  # type: ignore[arg-type]
+        attention=str(model_cfg.get("attention", "none")),
+        dropout=float(model_cfg.get("dropout", 0.2)),  # type: ignore[arg-type]
+    )

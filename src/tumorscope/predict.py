@@ -1,0 +1,63 @@
+"""``tumorscope predict``: class, probabilities, mask, overlay and a JSON record per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tumorscope.inference import Prediction, Predictor
+from tumorscope.io import Scan, read_scan, scan_suffix
+from tumorscope.io.writers import write_json, write_mask_nifti, write_mask_png, write_png
+from tumorscope.reporting.overlay import overlay
+
+
+def output_stem(path: Path) -> str:
+    """File name without its (possibly double) suffix."""
+    suffix = scan_suffix(path)
+    return path.name[: -len(suffix)] if suffix and path.name.lower().endswith(suffix) else path.stem
+
+
+def write_outputs(scan: Scan, pred: Prediction, out_dir: Path) -> dict[str, Any]:
+    """Write mask, overlay and JSON for one prediction; returns the JSON record."""
+    assert scan.path is not None
+    stem = output_stem(scan.path)
+    files: dict[str, str] = {}
+    if scan.format == "nifti":
+        mask_path = write_mask_nifti(out_dir / f"{stem}_mask.nii.gz", pred.mask, scan.affine)
+    else:
+        mask_path = write_mask_png(out_dir / f"{stem}_mask.png", pred.mask)
+    files["mask"] = str(mask_path)
+    if pred.mask.ndim == 3:  # a volume: show the slice with the most tumour
+        k = int(np.argmax(pred.mask.sum(axis=(0, 1)))) if pred.mask.any() \
+            else pred.mask.shape[-1] // 2
+        rgb = overlay(scan.array[..., k], pred.mask[..., k])
+        files["overlay_slice"] = str(k)
+    else:
+        rgb = overlay(scan.array, pred.mask)
+    files["overlay"] = str(write_png(out_dir / f"{stem}_overlay.png", rgb))
+    record = {"file": str(scan.path), **pred.record(), "outputs": files}
+    write_json(out_dir / f"{stem}.json", record)
+    return record
+
+
+def predict_files(predictor: Predictor, files: list[Path], out_dir: Path,
+                  slice_index: int | None = None) -> list[dict[str, Any]]:
+    """Read every file first (a bad one stops the run before anything is written), then
+    predict and write each file's outputs atomically."""
+    scans = [read_scan(f) for f in files]
+    for scan in scans:
+        if slice_index is not None and scan.is_volume:
+            depth = scan.array.shape[-1]
+            if not 0 <= slice_index < depth:
+                from tumorscope.errors import ScanReadError
+
+                raise ScanReadError(scan.path, f"--slice {slice_index} is outside 0..{depth - 1}")
+    records = []
+    for scan in scans:
+        pred = predictor.predict_scan(scan, slice_index)
+        if slice_index is not None and scan.is_volume:
+            scan = scan.slice(slice_index)
+        records.append(write_outputs(scan, pred, out_dir))
+    return records

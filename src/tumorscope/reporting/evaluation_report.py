@@ -1,0 +1,80 @@
+"""The evaluation report: metrics tables, confusion matrix, Dice histogram, worst cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tumorscope.reporting.html import img_tag, page, table
+from tumorscope.reporting.overlay import overlay
+from tumorscope.reporting.plots import confusion_matrix_png, histogram_png
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    img.thumbnail((256, 256))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def worst_cases(labels: Sequence[int], preds: Sequence[int], dice: np.ndarray,
+                true_masks: Sequence[np.ndarray], n: int) -> list[int]:
+    """Misclassified slices first (by confidence order of appearance), then lowest Dice."""
+    tumour = np.array([m.any() for m in true_masks])
+    wrong = [i for i in range(len(labels)) if labels[i] != preds[i]]
+    by_dice = [int(i) for i in np.argsort(dice) if tumour[i] and int(i) not in wrong]
+    picked = (wrong[: n // 2] + by_dice)[:n]
+    return picked
+
+
+def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Sequence[Any],
+                  pred_masks: Sequence[np.ndarray], true_masks: Sequence[np.ndarray],
+                  labels: Sequence[int], preds: Sequence[int], probs: np.ndarray,
+                  dice: np.ndarray, classes: list[str], gallery: int) -> str:
+    """Build the HTML report for :func:`tumorscope.evaluation.evaluate`."""
+    cls, seg, ci = metrics["classification"], metrics["segmentation"], \
+        metrics["confidence_intervals_95"]
+    split = metrics["split"]
+    note = (f"<p class=note>Fold {metrics['fold']} ({metrics['fold_role']} fold for this model): "
+            f"{split['slices']} slices from {split['patients']} patients. Split: "
+            f"{split['source']}. Patients never cross folds. 95% intervals: patient-level "
+            "bootstrap (500 resamples).</p>")
+    summary = table([
+        ["accuracy", cls["accuracy"], f"[{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]"],
+        ["macro-F1", cls["macro_f1"], f"[{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]"],
+        ["Dice, mean over tumour slices", seg["dice_mean_tumour"],
+         f"[{ci['dice_mean_tumour'][0]:.3f}, {ci['dice_mean_tumour'][1]:.3f}]"],
+        ["Dice, mean over all slices", seg["dice_mean"], ""],
+        ["Dice, pooled", seg["dice_pooled"], ""],
+        ["IoU, mean over tumour slices", seg["iou_mean_tumour"], ""],
+        ["IoU, pooled", seg["iou_pooled"], ""],
+    ], ["metric", "value", "95% CI"])
+    per_class = table([[n, v["precision"], v["recall"], v["f1"], v["support"]]
+                       for n, v in cls["per_class"].items()],
+                      ["class", "precision", "recall", "F1", "slices"])
+    cm_img = img_tag(confusion_matrix_png(np.array(cls["confusion_matrix"]), classes),
+                     "confusion matrix")
+    tumour = np.array([m.any() for m in true_masks])
+    hist = img_tag(histogram_png(dice[tumour], "Dice per tumour slice", "Dice"), "Dice histogram")
+    figures = []
+    for i in worst_cases(labels, preds, dice, true_masks, gallery):
+        if arrays[i] is None:
+            continue
+        rgb = overlay(arrays[i], pred_masks[i], true_masks[i])
+        caption = (f"{records[i].id} (patient {records[i].patient})<br>true {classes[labels[i]]},"
+                   f" predicted {classes[preds[i]]} ({probs[i].max():.0%})<br>Dice {dice[i]:.2f}")
+        figures.append(f"<figure>{img_tag(_png(rgb), records[i].id)}<figcaption>{caption}"
+                       "</figcaption></figure>")
+    legend = "<p>Outlines: <b style='color:#d4a800'>predicted</b>, " \
+             "<b style='color:#00a050'>ground truth</b>.</p>"
+    return page(f"tumorscope evaluation — {metrics['model_id']}", [
+        ("Split", note), ("Summary", summary), ("Per class", per_class + cm_img),
+        ("Segmentation", hist), ("Worst cases", legend + "".join(figures)),
+    ])

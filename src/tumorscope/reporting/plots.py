@@ -1,0 +1,71 @@
+"""Matplotlib figures for reports, returned as PNG bytes (headless backend)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_matrix_png(cm: np.ndarray, classes: Sequence[str]) -> bytes:
+    """Counts with row-normalised colour (recall per true class)."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), n in np.ndenumerate(cm):
+        ax.text(j, i, f"{n}\n{norm[i, j]:.0%}", ha="center", va="center",
+                color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title("Confusion matrix")
+    return _png(fig)
+
+
+def histogram_png(values: np.ndarray, title: str, xlabel: str) -> bytes:
+    """Histogram on [0, 1] (e.g. Dice of every tumour slice)."""
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.hist(values[np.isfinite(values)], bins=20, range=(0, 1), color="#3a7bd5")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("slices")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def training_curves_png(metrics_csv: Path) -> bytes | None:
+    """Loss and validation curves from a run's Lightning ``metrics.csv``; None if absent."""
+    import pandas as pd
+
+    if not metrics_csv.is_file():
+        return None
+    df = pd.read_csv(metrics_csv)
+    if "epoch" not in df:
+        return None
+    by_epoch = df.groupby("epoch").mean(numeric_only=True)
+    panels = [c for c in ("train/loss", "val/loss") if c in by_epoch]
+    scores = [c for c in ("val/acc", "val/macro_f1", "val/dice") if c in by_epoch]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for col in panels:
+        axes[0].plot(by_epoch.index, by_epoch[col], marker="o", label=col)
+    for col in scores:
+        axes[1].plot(by_epoch.index, by_epoch[col], marker="o", label=col)
+    axes[0].set_title("loss")
+    axes[1].set_title("validation")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    return _png(fig)

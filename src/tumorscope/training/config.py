@@ -1,0 +1,269 @@
+"""Experiment configuration: one YAML file per experiment, validated, overridable from the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tumorscope.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which dataset, where it lives and how it is split (always by patient)."""
+
+    dataset: Literal["figshare", "figshare-mat", "imagefolder"] = "figshare"
+    root: str = "${TUMORSCOPE_DATA:-../shared/data}/figshare"
+    folds: int = Field(5, ge=2)
+    test_fold: int = Field(0, ge=0)
+    val_fold: int | None = Field(1, ge=0)
+    fold_source: Literal["dataset", "computed"] = "dataset"
+    cache: bool = True
+    num_workers: int = Field(0, ge=0)
+    limit_per_split: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _folds_differ(self) -> DataConfig:
+        if self.val_fold is not None and self.val_fold == self.test_fold:
+            raise ValueError("val_fold must differ from test_fold (never tune on the test fold)")
+        if self.test_fold >= self.folds or (self.val_fold or 0) >= self.folds:
+            raise ValueError(f"fold indices must be below folds={self.folds}")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The joint network: UNet decoder for the mask, classification head on the encoder."""
+
+    arch: Literal["unet", "unetplusplus", "fpn"] = "unet"
+    encoder: str = "efficientnet-b0"
+    encoder_weights: str | None = "imagenet"
+    attention: Literal["scse", "none"] = "scse"
+    in_channels: int = Field(1, ge=1)
+    input_size: int = Field(256, ge=32)
+    normalization: Literal["instance", "global"] = "instance"
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _size_multiple(self) -> ModelConfig:
+        if self.input_size % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
+        return self
+
+
+class LossConfig(_Strict):
+    """Segmentation and classification losses and their weights."""
+
+    segmentation: Literal["dice+bce", "dice+focal", "dice", "bce", "focal"] = "dice+bce"
+    segmentation_weight: float = Field(1.0, ge=0)
+    classification_weight: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class OptimConfig(_Strict):
+    """Optimiser; the encoder may learn slower (differential learning rates)."""
+
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    encoder_lr_mult: float = Field(1.0, gt=0)
+    freeze_encoder_epochs: int = Field(0, ge=0)
+
+
+class SchedulerConfig(_Strict):
+    """Learning-rate schedule."""
+
+    name: Literal["cosine", "plateau", "none"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    patience: int = Field(3, ge=1)
+    factor: float = Field(0.5, gt=0, lt=1)
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class AugmentConfig(_Strict):
+    """2D augmentation (albumentations), applied to image and mask together."""
+
+    enabled: bool = True
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.0, ge=0, le=1)
+    rotate: float = Field(15.0, ge=0, le=180)
+    scale: float = Field(0.1, ge=0, lt=1)
+    shift: float = Field(0.05, ge=0, lt=1)
+    brightness_contrast: float = Field(0.2, ge=0, le=1)
+    gamma: float = Field(0.0, ge=0, le=1)
+    elastic: float = Field(0.0, ge=0, le=1)
+
+
+class TrainerConfig(_Strict):
+    """Lightning trainer settings."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    precision: Literal["32", "16-mixed", "bf16-mixed", "64"] = "32"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    checkpoint_every_n_steps: int = Field(50, ge=1)
+    gradient_clip: float | None = Field(1.0, gt=0)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    deterministic: bool = False
+    log_every_n_steps: int = Field(10, ge=1)
+
+
+class EmaConfig(_Strict):
+    """Exponential moving average of weights, used for validation and export."""
+
+    enabled: bool = True
+    decay: float = Field(0.998, gt=0, lt=1)
+    warmup: bool = True
+
+
+class EarlyStoppingConfig(_Strict):
+    """Stop when the monitored validation metric stops improving."""
+
+    enabled: bool = True
+    monitor: str = "val/score"
+    mode: Literal["max", "min"] = "max"
+    patience: int = Field(8, ge=1)
+
+
+class OutputConfig(_Strict):
+    """Where runs are written."""
+
+    root: str = "runs"
+    run_name: str | None = None
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: everything ``tumorscope train`` needs."""
+
+    name: str = "experiment"
+    seed: int = 42
+    task: Literal["joint"] = "joint"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    augment: AugmentConfig = AugmentConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    ema: EmaConfig = EmaConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    output: OutputConfig = OutputConfig()
+
+    @property
+    def run_name(self) -> str:
+        return self.output.run_name or self.name
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.root) / self.run_name
+
+
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in a config string."""
+    def sub(match: re.Match[str]) -> str:
+        value = os.environ.get(match.group(1))
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise ConfigError(match.group(0), f"environment variable {match.group(1)} is not set")
+    return _ENV.sub(sub, text)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as YAML: numbers, booleans, null, lists)."""
+    if "=" not in text:
+        raise ConfigError(text, "override must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(text, "override key is empty")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _apply(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    node: Any = tree
+    model: Any = ExperimentConfig
+    for depth, key in enumerate(keys):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or key not in fields:
+            where = ".".join(keys[: depth + 1])
+            valid = ", ".join(sorted(fields)) if fields else "(no sub-keys)"
+            raise ConfigError(origin, f"unknown key {where!r}; valid keys here: {valid}")
+        if depth == len(keys) - 1:
+            node[key] = value
+            return
+        model = fields[key].annotation
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(origin, f"{'.'.join(keys[: depth + 1])} is not a section")
+
+
+def _format_validation(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{loc}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden"
+                                       and not isinstance(e["input"], dict) else ""))
+    return "; ".join(parts)
+
+
+def build_config(tree: dict[str, Any], origin: str = "config") -> ExperimentConfig:
+    """Validate a config tree; errors name the key and the problem."""
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(origin, _format_validation(err)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file (or defaults when ``path`` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(path, "config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ConfigError(path, f"not valid YAML: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(path, "top level must be a mapping of sections")
+        tree = loaded
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _apply(tree, keys, value, f"override {text!r}")
+    return build_config(tree, origin)
+
+
+def resolve_data_root(cfg: ExperimentConfig, override: str | None = None) -> Path:
+    """The dataset folder with ``${VAR:-default}`` expanded."""
+    return Path(expand_env(override or cfg.data.root)).expanduser()
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The config as YAML (what a run actually used)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,70 @@
+"""Preprocessing shared by training and inference, so a model sees the same input either way:
+channels -> [0, 1] intensity -> resize -> normalisation ("instance" or "global")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tumorscope.errors import ScanReadError
+
+
+def to_channels(array: np.ndarray, channels: int, path: Path | str | None = None) -> np.ndarray:
+    """Fit a ``(C, H, W)`` array to ``channels``: RGB->gray by mean, gray->RGB by repetition."""
+    have = array.shape[0]
+    if have == channels:
+        return array
+    if channels == 1:
+        return array.astype(np.float32).mean(axis=0, keepdims=True)
+    if have == 1:
+        return np.repeat(array, channels, axis=0)
+    raise ScanReadError(path, f"image has {have} channels, the model expects {channels}")
+
+
+def scale_intensity(array: np.ndarray) -> np.ndarray:
+    """Min-max scale each image to [0, 1] so 8-bit, 16-bit and scanner units look alike."""
+    array = array.astype(np.float32, copy=False)
+    lo, hi = float(array.min()), float(array.max())
+    if hi - lo < 1e-8:
+        return np.zeros_like(array, dtype=np.float32)
+    return (array - lo) / (hi - lo)
+
+
+def resize_image(array: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(C, H, W)`` to ``(C, size, size)`` with area/linear interpolation."""
+    if array.shape[1:] == (size, size):
+        return array.astype(np.float32, copy=False)
+    interp = cv2.INTER_AREA if array.shape[1] > size else cv2.INTER_LINEAR
+    hwc = np.moveaxis(array.astype(np.float32, copy=False), 0, -1)
+    out = cv2.resize(hwc, (size, size), interpolation=interp)
+    return out[None] if out.ndim == 2 else np.moveaxis(out, -1, 0)
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resize a binary mask with nearest-neighbour-free area averaging then threshold."""
+    if mask.shape == (size, size):
+        return mask.astype(np.uint8)
+    out = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return (out >= 0.5).astype(np.uint8)
+
+
+def normalise(array: np.ndarray, mode: str, stats: tuple[float, float] | None = None) -> np.ndarray:
+    """Instance: z-score each image. Global: z-score with dataset (mean, std) from training."""
+    if mode == "instance":
+        mean = array.mean(axis=(1, 2), keepdims=True)
+        std = array.std(axis=(1, 2), keepdims=True)
+        return (array - mean) / (std + 1e-6)
+    if mode == "global":
+        if stats is None:
+            raise ValueError("global normalisation needs dataset (mean, std)")
+        return (array - stats[0]) / (stats[1] + 1e-6)
+    raise ValueError(f"unknown normalisation {mode!r}")
+
+
+def load_model_input(array: np.ndarray, channels: int, size: int,
+                     path: Path | str | None = None) -> np.ndarray:
+    """Raw ``(C, H, W)`` pixels -> ``(channels, size, size)`` float32 in [0, 1] (not yet
+    normalised: augmentation happens between this step and :func:`normalise`)."""
+    return resize_image(scale_intensity(to_channels(array, channels, path)), size)
