@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    p = sub.add_parser("demo", help="predict held-out real scans with the default model")
+    p.add_argument("--out", type=Path, default=Path("demo-output"))
+    p.add_argument("--checkpoint", type=Path)
     p = sub.add_parser("info", help="show a model card")
     p.add_argument("--checkpoint", type=Path)
     return parser
@@ -113,7 +116,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint or default_checkpoint()
     card = read_card(ckpt)
     fold = args.fold if args.fold is not None else card["data"]["split"]["test_fold"]
-    out = args.out or (Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent) / f"eval-fold{fold}"
+    model_dir = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+    out = args.out or model_dir / f"eval-fold{fold}"
     m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,
                  allow_train_fold=args.allow_train_fold)
     table = Table(title=f"fold {fold} ({m['fold_role']}): {m['split']['slices']} slices, "
@@ -155,6 +159,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tumorscope.demo import run_demo
+
+    records = run_demo(args.out, args.checkpoint)
+    table = Table(title="held-out scans (patients never seen in training)")
+    for col in ["file", "true class", "predicted", "probability", "tumour area px"]:
+        table.add_column(col)
+    for r in records:
+        table.add_row(Path(r["file"]).name, r["true_class"], r["class"],
+                      f"{r['probabilities'][r['class']]:.3f}", str(r["tumour_area_pixels"]))
+    Console().print(table)
+    print(f"overlays, masks and JSON in {args.out}/")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
@@ -172,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "info": cmd_info}
+                "demo": cmd_demo, "info": cmd_info}
     try:
         return commands[args.command](args)
     except TumorscopeError as err:

@@ -47,7 +47,8 @@ def dice_iou(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     return float(2 * inter / total), float(inter / union)
 
 
-def segmentation_metrics(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> dict[str, float]:
+def segmentation_metrics(preds: Sequence[np.ndarray],
+                         trues: Sequence[np.ndarray]) -> dict[str, float]:
     """Dice and IoU: mean per image (all images, and tumour images only) and pooled."""
     if len(preds) != len(trues):
         raise ValueError("preds and trues differ in length")

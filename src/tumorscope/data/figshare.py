@@ -39,8 +39,9 @@ def load_figshare_compact(root: Path) -> DatasetIndex:
             image = root / "images" / f"{row['id']}.jpg"
             if not image.exists():
                 image = root / "images" / f"{row['id']}.png"
-            records.append(Record(id=row["id"], image=image, mask=root / "masks" / f"{row['id']}.png",
-                                  label=label, patient=row["pid"], fold=fold))
+            mask = root / "masks" / f"{row['id']}.png"
+            records.append(Record(id=row["id"], image=image, mask=mask, label=label,
+                                  patient=row["pid"], fold=fold))
     if not records:
         raise ScanReadError(meta, "no rows")
     return DatasetIndex("figshare", root, list(CLASSES), records,

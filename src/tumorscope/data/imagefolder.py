@@ -37,8 +37,8 @@ def load_imagefolder(root: Path, patient_separator: str = "_") -> DatasetIndex:
                                   patient=f"{patient}"))
     if not records:
         raise ScanReadError(root, "no readable images in the class folders")
-    return DatasetIndex("imagefolder", root, classes, records,
-                        {"layout": "imagefolder", "split": "computed (patient-grouped, stratified)"})
+    info = {"layout": "imagefolder", "split": "computed (patient-grouped, stratified)"}
+    return DatasetIndex("imagefolder", root, classes, records, info)
 
 
 def _patient_table(path: Path) -> dict[str, str]:

@@ -98,8 +98,9 @@ def load_encoder_file(encoder: nn.Module, path: Path, in_channels: int) -> None:
                 and tensor.shape[1] != own[key].shape[1]:
             tensor = _adapt_stem(tensor, own[key].shape[1])
         fitted[key] = tensor
-    result = encoder.load_state_dict(fitted, strict=False)
-    covered = len(own) - len(result.missing_keys)
+    matching = {k: v for k, v in fitted.items() if k in own and v.shape == own[k].shape}
+    covered = len(matching)
     if covered < 0.9 * len(own):
         raise CheckpointError(path, f"only {covered}/{len(own)} encoder tensors match; is this "
                               "an encoder of the configured type?")
+    encoder.load_state_dict(matching, strict=False)

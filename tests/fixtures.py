@@ -1,0 +1,97 @@
+"""Writers for small test fixtures in each dataset's real on-disk format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_figshare_mat(path: Path, image: np.ndarray, label: int, pid: str,
+                       mask: np.ndarray | None = None) -> Path:
+    """A MATLAB v7.3 (HDF5 + 512-byte MATLAB userblock) file in the figshare ``cjdata`` layout,
+    arrays stored transposed as MATLAB (column-major) does."""
+    import h5py
+
+    mask = mask if mask is not None else np.zeros(image.shape, dtype=bool)
+    rows, cols = np.nonzero(mask)
+    border = np.stack([rows[:4], cols[:4]], 1).astype(float).ravel()[None] + 1
+    with h5py.File(path, "w", userblock_size=512) as f:
+        cj = f.create_group("cjdata")
+        cj.attrs["MATLAB_class"] = np.bytes_("struct")
+        cj.create_dataset("image", data=image.astype(np.int16).T)
+        cj.create_dataset("label", data=np.array([[float(label)]]))
+        cj.create_dataset("PID", data=np.array([[ord(c)] for c in pid], dtype=np.uint16))
+        cj.create_dataset("tumorBorder", data=border.T)
+        cj.create_dataset("tumorMask", data=mask.astype(np.uint8).T)
+        cj["PID"].attrs["MATLAB_class"] = np.bytes_("char")
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 " \
+             b"HDF5 schema 1.00 ."
+    with open(path, "r+b") as f:
+        f.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")
+    return path
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2",
+                slope: float = 1.0, intercept: float = 0.0,
+                spacing: tuple[float, float] = (0.5, 0.5)) -> Path:
+    """A single-frame MR DICOM file with stored values ``pixels`` (uint16)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "MR", "TEST-001"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
+    ds.PhotometricInterpretation = photometric
+    ds.PixelSpacing = [spacing[0], spacing[1]]
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_nifti(path: Path, data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0)) -> Path:
+    """A NIfTI-1 file with a scaled diagonal affine."""
+    import nibabel as nib
+
+    affine = np.diag([*zooms[:3], *([1.0] * (3 - len(zooms[:3]))), 1.0])
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_zooms(tuple(zooms[: data.ndim]) + (1.0,) * max(0, data.ndim - len(zooms)))
+    nib.save(img, str(path))
+    return path
+
+
+def blob_slice(size: int, label: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic int16 'T1-CE slice' with a bright disc whose position encodes the class."""
+    yy, xx = np.mgrid[:size, :size]
+    head = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.45 * size) ** 2
+    image = head * 400.0 + rng.normal(0, 20, (size, size))
+    cx = [0.3, 0.5, 0.7][label] * size + rng.uniform(-2, 2)
+    cy = 0.5 * size + rng.uniform(-4, 4)
+    radius = size * rng.uniform(0.08, 0.14)
+    mask = ((yy - cy) ** 2 + (xx - cx) ** 2) < radius ** 2
+    image = image + mask * 600.0
+    return np.clip(image, 0, 3000).astype(np.int16), mask
+
+
+def make_figshare_mat_dataset(root: Path, patients: int = 9, slices: int = 4, size: int = 64,
+                              seed: int = 0) -> Path:
+    """A folder of figshare-format ``.mat`` slices: ``patients`` patients, one class each."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1
+    for p in range(patients):
+        label = p % 3
+        for _ in range(slices):
+            image, mask = blob_slice(size, label, rng)
+            write_figshare_mat(root / f"{n}.mat", image, label + 1, f"P{p:03d}", mask)
+            n += 1
+    return root

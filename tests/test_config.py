@@ -1,0 +1,60 @@
+"""Config: unknown keys and wrong types are named; overrides reach any key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tumorscope.errors import ConfigError
+from tumorscope.training.config import expand_env, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.data.test_fold != cfg.data.val_fold
+
+
+def test_overrides_any_key() -> None:
+    cfg = load_config(REPO / "configs/figshare/joint-effb0.yaml",
+                      ["trainer.epochs=3", "model.encoder=resnet34", "ema.enabled=false",
+                       "data.val_fold=null", "optim.lr=3e-4"])
+    assert (cfg.trainer.epochs, cfg.model.encoder, cfg.ema.enabled) == (3, "resnet34", False)
+    assert cfg.data.val_fold is None and cfg.optim.lr == pytest.approx(3e-4)
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("model:\n  encoderr: resnet18\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: model\.encoderr: unknown key"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_wrong_type_in_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("trainer:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=r"trainer\.epochs: .*integer.*'many'"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_unknown_override_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'trainer\.epoch'.*epochs"):
+        load_config(None, ["trainer.epoch=3"])
+
+
+def test_test_fold_cannot_be_validation_fold() -> None:
+    with pytest.raises(ConfigError, match="val_fold must differ"):
+        load_config(None, ["data.val_fold=0", "data.test_fold=0"])
+
+
+def test_input_size_multiple_of_32() -> None:
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        load_config(None, ["model.input_size=100"])
+
+
+def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TS_X", raising=False)
+    assert expand_env("${TS_X:-/d}/figshare") == "/d/figshare"
+    monkeypatch.setenv("TS_X", "/data")
+    assert expand_env("${TS_X:-/d}/figshare") == "/data/figshare"

@@ -1,0 +1,167 @@
+"""The real CLI in subprocesses on generated figshare-format data: train, kill, resume,
+evaluate, predict; a 2-process DDP run; bad input never leaves partial output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("tumorscope")
+    return subprocess.run([str(exe), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def write_config(tmp: Path, data: Path, **trainer: object) -> Path:
+    t = {"epochs": 3, "batch_size": 4, "accelerator": "cpu", "checkpoint_every_n_steps": 1,
+         "log_every_n_steps": 1, **trainer}
+    lines = "\n".join(f"  {k}: {v}" for k, v in t.items())
+    text = f"""name: tiny
+seed: 3
+data: {{dataset: figshare-mat, root: {data}, folds: 3, test_fold: 0, val_fold: 1,
+        fold_source: computed, cache: true}}
+model: {{arch: unet, encoder: resnet18, encoder_weights: none, attention: scse, input_size: 64,
+         normalization: global}}
+ema: {{enabled: true, decay: 0.9}}
+output: {{root: {tmp / 'runs'}}}
+trainer:
+{lines}
+"""
+    (tmp / "tiny.yaml").write_text(text)
+    return tmp / "tiny.yaml"
+
+
+def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -> None:
+    config = write_config(tmp_path, mat_dataset, epochs=400)
+    exe = Path(sys.executable).with_name("tumorscope")
+    proc = subprocess.Popen([str(exe), "train", "--config", str(config)], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = tmp_path / "runs" / "tiny"
+    deadline = time.time() + 240
+    while not list((run / "checkpoints").glob("last*.ckpt")) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)  # the worst interruption: no chance to clean up
+    proc.wait()
+    assert not (run / "model").exists()
+
+    again = cli("train", "--config", str(config), cwd=tmp_path)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+    resumed = cli("train", "--resume", str(run), "trainer.epochs=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
+    card = json.loads((run / "model" / "model.json").read_text())
+    assert card["classes"] == ["meningioma", "glioma", "pituitary"]
+    assert card["data"]["split"]["test_fold"] == 0
+    assert card["preprocessing"]["normalization"] == "global" and card["preprocessing"]["stats"]
+    import pandas as pd
+
+    logged = pd.read_csv(run / "metrics.csv")
+    assert sorted(logged["epoch"].dropna().unique().astype(int)) == [0, 1, 2]
+    assert logged["val/dice"].notna().sum() >= 3
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    ev = cli("evaluate", "--checkpoint", str(run / "model"), "--fold", "0",
+             "--out", str(tmp_path / "eval"), cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["fold_role"] == "test" and metrics["split"]["slices"] == 12
+    assert 0 <= metrics["classification"]["accuracy"] <= 1
+    assert sum(map(sum, metrics["classification"]["confusion_matrix"])) == 12
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "Confusion matrix" in report or "confusion matrix" in report
+    assert report.count("data:image/png;base64") >= 3
+
+    train_fold = cli("evaluate", "--checkpoint", str(run / "model"), "--fold", "2",
+                     "--out", str(tmp_path / "eval2"), cwd=tmp_path)
+    assert train_fold.returncode == 2 and "used to train" in train_fold.stderr
+
+    out = tmp_path / "pred"
+    pr = cli("predict", str(mat_dataset / "1.mat"), str(mat_dataset / "2.mat"),
+             "--checkpoint", str(run / "model"), "--out", str(out), cwd=tmp_path)
+    assert pr.returncode == 0, pr.stderr
+    record = json.loads((out / "1.json").read_text())
+    assert set(record["probabilities"]) == set(card["classes"])
+    assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert (out / "1_mask.png").is_file() and (out / "1_overlay.png").is_file()
+    assert record["model_id"] == card["model_id"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Path:
+    """A one-epoch model on the generated data, shared by the prediction tests."""
+    tmp = tmp_path_factory.mktemp("tiny_model")
+    config = write_config(tmp, mat_dataset, epochs=1)
+    res = cli("train", "--config", str(config), cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    return tmp / "runs" / "tiny" / "model"
+
+
+def test_predict_nifti_volume_writes_nifti_mask(tmp_path: Path, tiny_model: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from fixtures import write_nifti
+
+    vol = np.random.default_rng(0).normal(100, 10, (48, 40, 5)).astype(np.float32)
+    write_nifti(tmp_path / "vol.nii.gz", vol, zooms=(0.5, 0.5, 2.0))
+    pr = cli("predict", str(tmp_path / "vol.nii.gz"), "--checkpoint",
+             str(tiny_model), "--out", str(tmp_path / "p"), cwd=tmp_path)
+    assert pr.returncode == 0, pr.stderr
+    mask = nib.load(str(tmp_path / "p" / "vol_mask.nii.gz"))
+    assert mask.shape == (48, 40, 5)
+    np.testing.assert_allclose(np.diag(mask.affine)[:3], (0.5, 0.5, 2.0))
+    record = json.loads((tmp_path / "p" / "vol.json").read_text())
+    assert record["slices"] == 5 and "tumour_volume_mm3" in record
+
+
+def test_ddp_two_processes_on_cpu(tmp_path: Path, mat_dataset: Path) -> None:
+    config = write_config(tmp_path, mat_dataset, epochs=1)
+    res = cli("train", "--config", str(config), "--devices", "2", "--strategy", "ddp",
+              "trainer.limit_train_batches=2", cwd=tmp_path, timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    text = res.stdout + res.stderr
+    assert "GLOBAL_RANK: 1" in text or "distributed_backend=gloo" in text
+    assert (tmp_path / "runs" / "tiny" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("content,fragment", [
+    (b"", "empty"), (b"not an image at all", "not a readable image"),
+])
+def test_predict_bad_file_leaves_nothing(tmp_path: Path, mat_dataset: Path, tiny_model: Path,
+                                         content: bytes, fragment: str) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    out = tmp_path / "out"
+    res = cli("predict", str(mat_dataset / "1.mat"), str(bad), "--checkpoint",
+              str(tiny_model), "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 2
+    assert str(bad) in res.stderr and fragment in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_config_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("model:\n  input_size: big\n")
+    res = cli("train", "--config", str(tmp_path / "c.yaml"), cwd=tmp_path)
+    assert res.returncode == 2 and "model.input_size" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = cli("train", "--config", str(tmp_path / "c.yaml"), "nonsense.key=1", cwd=tmp_path)
+    assert res.returncode == 2 and "unknown key 'nonsense'" in res.stderr
+    res = cli("predict", str(tmp_path / "missing.dcm"), "--checkpoint", str(tmp_path / "none"),
+              cwd=tmp_path)
+    assert res.returncode == 2 and "checkpoint not found" in res.stderr
