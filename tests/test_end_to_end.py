@@ -68,9 +68,9 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
     assert card["classes"] == ["meningioma", "glioma", "pituitary"]
     assert card["data"]["split"]["test_fold"] == 0
     assert card["preprocessing"]["normalization"] == "global" and card["preprocessing"]["stats"]
-    import pandas as pd
+    from tumorscope.training.history import read_run_metrics
 
-    logged = pd.read_csv(run / "metrics.csv")
+    logged = read_run_metrics(run)
     assert sorted(logged["epoch"].dropna().unique().astype(int)) == [0, 1, 2]
     assert logged["val/dice"].notna().sum() >= 3
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -85,6 +85,7 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
     report = (tmp_path / "eval" / "report.html").read_text()
     assert "Confusion matrix" in report or "confusion matrix" in report
     assert report.count("data:image/png;base64") >= 3
+    assert "Training curves" in report
 
     train_fold = cli("evaluate", "--checkpoint", str(run / "model"), "--fold", "2",
                      "--out", str(tmp_path / "eval2"), cwd=tmp_path)
@@ -99,6 +100,20 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
     assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert (out / "1_mask.png").is_file() and (out / "1_overlay.png").is_file()
     assert record["model_id"] == card["model_id"]
+
+    half = cli("export", "--run", str(run), "--out", str(tmp_path / "half"), "--half",
+               cwd=tmp_path)
+    assert half.returncode == 0, half.stderr
+    half_card = json.loads((tmp_path / "half" / "model.json").read_text())
+    assert half_card["weights_dtype"] == "float16" and half_card["validation"]
+    size = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert size < 0.6 * (run / "model" / "model.safetensors").stat().st_size
+    from tumorscope.inference import Predictor
+
+    full_p, half_p = (Predictor.from_checkpoint(p) for p in (run / "model", tmp_path / "half"))
+    for mat in sorted(mat_dataset.glob("*.mat"))[:6]:
+        a, b = full_p.predict_file(mat), half_p.predict_file(mat)
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in a.probabilities) < 0.02
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    p = sub.add_parser("export", help="export a run's best checkpoint as safetensors + card")
+    p.add_argument("--run", type=Path, required=True, help="run folder (runs/<name>)")
+    p.add_argument("--out", type=Path, help="output folder (default: <run>/model)")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half size)")
+    p.add_argument("--source", type=Path, help="a specific .ckpt (default: best, else last)")
     p = sub.add_parser("demo", help="predict held-out real scans with the default model")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--checkpoint", type=Path)
@@ -159,6 +164,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from tumorscope.training.run import config_for_resume, export_checkpoint
+
+    cfg = config_for_resume(args.run, [])
+    out = export_checkpoint(cfg, args.source, out=args.out, half=args.half)
+    print(f"model written to {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -194,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "demo": cmd_demo, "info": cmd_info}
+                "demo": cmd_demo, "export": cmd_export, "info": cmd_info}
     try:
         return commands[args.command](args)
     except TumorscopeError as err:

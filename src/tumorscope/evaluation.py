@@ -94,9 +94,12 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     from tumorscope.reporting.evaluation_report import render_report
+    from tumorscope.reporting.plots import training_curves_png
 
+    run_dir = Path(checkpoint).resolve().parent  # runs/<name>/model -> runs/<name>
     report = render_report(metrics, records, arrays, pred_masks, true_masks, labels, preds,
-                           np.stack(probs), dice, classes, gallery)
+                           np.stack(probs), dice, classes, gallery,
+                           curves=training_curves_png(run_dir))
     write_atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
     return metrics
 

@@ -37,7 +37,8 @@ def worst_cases(labels: Sequence[int], preds: Sequence[int], dice: np.ndarray,
 def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Sequence[Any],
                   pred_masks: Sequence[np.ndarray], true_masks: Sequence[np.ndarray],
                   labels: Sequence[int], preds: Sequence[int], probs: np.ndarray,
-                  dice: np.ndarray, classes: list[str], gallery: int) -> str:
+                  dice: np.ndarray, classes: list[str], gallery: int,
+                  curves: bytes | None = None) -> str:
     """Build the HTML report for :func:`tumorscope.evaluation.evaluate`."""
     cls, seg, ci = metrics["classification"], metrics["segmentation"], \
         metrics["confidence_intervals_95"]
@@ -74,7 +75,8 @@ def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Seque
                        "</figcaption></figure>")
     legend = "<p>Outlines: <b style='color:#d4a800'>predicted</b>, " \
              "<b style='color:#00a050'>ground truth</b>.</p>"
-    return page(f"tumorscope evaluation — {metrics['model_id']}", [
-        ("Split", note), ("Summary", summary), ("Per class", per_class + cm_img),
-        ("Segmentation", hist), ("Worst cases", legend + "".join(figures)),
-    ])
+    sections = [("Split", note), ("Summary", summary), ("Per class", per_class + cm_img),
+                ("Segmentation", hist), ("Worst cases", legend + "".join(figures))]
+    if curves is not None:
+        sections.append(("Training curves", img_tag(curves, "training curves")))
+    return page(f"tumorscope evaluation — {metrics['model_id']}", sections)

@@ -46,14 +46,12 @@ def histogram_png(values: np.ndarray, title: str, xlabel: str) -> bytes:
     return _png(fig)
 
 
-def training_curves_png(metrics_csv: Path) -> bytes | None:
-    """Loss and validation curves from a run's Lightning ``metrics.csv``; None if absent."""
-    import pandas as pd
+def training_curves_png(run_dir: Path) -> bytes | None:
+    """Loss and validation curves from a run's CSV logs (across resumes); None if absent."""
+    from tumorscope.training.history import read_run_metrics
 
-    if not metrics_csv.is_file():
-        return None
-    df = pd.read_csv(metrics_csv)
-    if "epoch" not in df:
+    df = read_run_metrics(run_dir)
+    if df.empty or "epoch" not in df:
         return None
     by_epoch = df.groupby("epoch").mean(numeric_only=True)
     panels = [c for c in ("train/loss", "val/loss") if c in by_epoch]

@@ -18,6 +18,7 @@ from tumorscope.data.dataset import SliceDataset, dataset_stats
 from tumorscope.data.splits import Split, make_split
 from tumorscope.errors import ConfigError, TumorscopeError
 from tumorscope.training.config import ExperimentConfig, dump_config, load_config, resolve_data_root
+from tumorscope.training.history import archive_metrics, read_run_metrics
 
 log = logging.getLogger("tumorscope.train")
 CONFIG_NAME = "config.yaml"
@@ -143,6 +144,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
     task = JointTask(cfg.model_dump(mode="json"), index.classes, stats,
                      load_pretrained=ckpt_path is None)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt_path is not None:
+        archive_metrics(run_dir)
     (run_dir / CONFIG_NAME).write_text(dump_config(cfg), encoding="utf-8")
     t = cfg.trainer
     trainer = L.Trainer(
@@ -165,19 +168,53 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
 def export_run(cfg: ExperimentConfig, trainer: L.Trainer, index: Any, split: Split,
                stats: tuple[float, float] | None) -> Path:
     """Export the best (or last) weights of a finished run as ``run_dir/model``."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return export_checkpoint(cfg, Path(best) if best else None, index, split, stats)
+
+
+def export_checkpoint(cfg: ExperimentConfig, source: Path | None = None, index: Any = None,
+                      split: Split | None = None, stats: tuple[float, float] | None = None,
+                      out: Path | None = None, half: bool = False) -> Path:
+    """Write a run's Lightning checkpoint (default: best, else last) as safetensors + card.
+
+    Works on an interrupted run too. EMA weights are exported when EMA was on.
+    """
     from tumorscope.checkpoint import save_checkpoint
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    source = Path(best) if best else cfg.run_dir / "checkpoints" / "last.ckpt"
-    state = torch.load(source, map_location="cpu", weights_only=False)["state_dict"]
+    ckpt_dir = cfg.run_dir / "checkpoints"
+    if source is None:
+        source = next((p for p in (ckpt_dir / "best.ckpt", ckpt_dir / "last.ckpt")
+                       if p.is_file()), None)
+        if source is None:
+            raise TumorscopeError(cfg.run_dir, "no best.ckpt or last.ckpt to export")
+    ckpt = torch.load(source, map_location="cpu", weights_only=False)  # our own run's file
+    hparams = ckpt.get("hyper_parameters", {})
+    if stats is None and hparams.get("stats"):
+        stats = tuple(hparams["stats"])  # type: ignore[assignment]
+    if index is None or split is None:
+        index, split = prepare_split(cfg)
     prefix = "ema.module." if cfg.ema.enabled else "model."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     card = model_card(cfg, index, split, stats, selected_from=source.name,
-                      epochs_trained=trainer.current_epoch)
-    out = cfg.run_dir / "model"
-    save_checkpoint(out, weights, card)
+                      selected_epoch=int(ckpt.get("epoch", -1)),
+                      validation=validation_metrics(cfg.run_dir, int(ckpt.get("epoch", -1))))
+    out = out or cfg.run_dir / "model"
+    save_checkpoint(out, weights, card, half=half)
     log.info("exported %s", out)
     return out
+
+
+def validation_metrics(run_dir: Path, epoch: int) -> dict[str, float]:
+    """The validation metrics logged at ``epoch`` (from the run's CSV logs)."""
+    df = read_run_metrics(run_dir)
+    if df.empty or "epoch" not in df:
+        return {}
+    cols = [c for c in df.columns if c.startswith("val/")]
+    rows = df[(df["epoch"] == epoch) & df[cols].notna().any(axis=1)] if cols else df.iloc[0:0]
+    if rows.empty:
+        return {}
+    return {c.removeprefix("val/"): float(rows[c].dropna().iloc[-1]) for c in cols
+            if rows[c].notna().any()}
 
 
 def model_card(cfg: ExperimentConfig, index: Any, split: Split,
