@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: <run>/model)")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half size)")
     p.add_argument("--source", type=Path, help="a specific .ckpt (default: best, else last)")
+    p = sub.add_parser("card", help="write a Markdown model card from a card and metrics.json")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--metrics", type=Path, required=True, help="metrics.json of evaluate")
+    p.add_argument("--command", dest="reproduce", default="", help="command that produced it")
+    p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("demo", help="predict held-out real scans with the default model")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--checkpoint", type=Path)
@@ -173,6 +178,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    import json
+
+    from tumorscope.checkpoint import read_card
+    from tumorscope.io.writers import write_atomic
+    from tumorscope.reporting.model_card import render_model_card
+
+    metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
+    text = render_model_card(read_card(args.checkpoint), metrics, args.reproduce)
+    write_atomic(args.out, lambda p: p.write_text(text, encoding="utf-8"))
+    print(f"model card written to {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -208,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "demo": cmd_demo, "export": cmd_export, "info": cmd_info}
+                "demo": cmd_demo, "export": cmd_export, "card": cmd_card, "info": cmd_info}
     try:
         return commands[args.command](args)
     except TumorscopeError as err:

@@ -1,0 +1,82 @@
+"""Render a model card (Markdown) from the JSON card and a held-out ``metrics.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ci(metrics: dict[str, Any], key: str) -> str:
+    lo, hi = metrics["confidence_intervals_95"][key]
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def render_model_card(card: dict[str, Any], metrics: dict[str, Any], command: str) -> str:
+    """Markdown: data, split, preprocessing, metrics with 95% CIs, limits, intended use."""
+    split = card["data"]["split"]
+    cls, seg = metrics["classification"], metrics["segmentation"]
+    m, pre, train = card["model"], card["preprocessing"], card["training_config"]
+    rows = "\n".join(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
+                     f"{v['support']} |" for name, v in cls["per_class"].items())
+    cm = cls["confusion_matrix"]
+    cm_rows = "\n".join(f"| **{cls['classes'][i]}** | " + " | ".join(str(n) for n in row) + " |"
+                        for i, row in enumerate(cm))
+    val = card.get("validation", {})
+    held = metrics["split"]
+    dice_ci = _ci(metrics, "dice_mean_tumour")
+    return f"""# Model card: `{card['model_id']}`
+
+Joint tumour-type classifier and tumour segmenter for 2D T1-weighted contrast-enhanced MRI
+slices. **Research use only; not a medical device; not for diagnosis.**
+
+## Model
+- Architecture: {m['arch']} with encoder `{m['encoder']}` (encoder initialised from
+  `{m['encoder_weights']}`), scSE attention: {m['attention']}, classification head on the encoder.
+- Input: {pre['in_channels']} channel, resized to {pre['input_size']}x{pre['input_size']};
+  intensity {pre['intensity']}, then `{pre['normalization']}` normalisation.
+- Outputs: probabilities for {', '.join(card['classes'])}; a tumour mask at the input's size.
+- Weights: `model.safetensors` ({card['weights_dtype']}), sha256 `{card['weights_sha256'][:16]}…`.
+
+## Data and split
+figshare brain tumour dataset (Cheng et al. 2015/2016, CC BY 4.0): 3064 slices, 233 patients.
+Patient-wise 5-fold split shipped with the data (`meta.csv` `fold`): trained on folds
+{sorted(set(range(train['data']['folds'])) - {split['test_fold'], split['val_fold']})}
+({split['train']['slices']} slices, {split['train']['patients']} patients), model selected on
+fold {split['val_fold']} ({split['val']['slices']} slices, {split['val']['patients']} patients;
+epoch {card.get('selected_epoch')}), measured once on held-out fold {split['test_fold']}.
+
+## Results on held-out fold {metrics['fold']} ({held['slices']} slices, {held['patients']} patients)
+95% intervals: patient-level bootstrap.
+
+| metric | value | 95% CI |
+| --- | --- | --- |
+| accuracy | {cls['accuracy']:.3f} | {_ci(metrics, 'accuracy')} |
+| macro-F1 | {cls['macro_f1']:.3f} | {_ci(metrics, 'macro_f1')} |
+| Dice, mean over tumour slices | {seg['dice_mean_tumour']:.3f} | {dice_ci} |
+| Dice, pooled | {seg['dice_pooled']:.3f} | |
+| IoU, mean over tumour slices | {seg['iou_mean_tumour']:.3f} | |
+
+| class | precision | recall | F1 | slices |
+| --- | --- | --- | --- | --- |
+{rows}
+
+Confusion matrix (rows true, columns predicted):
+
+| | {' | '.join(cls['classes'])} |
+| --- | {' | '.join('---' for _ in cls['classes'])} |
+{cm_rows}
+
+Validation fold at the selected epoch: accuracy {val.get('acc', float('nan')):.3f},
+macro-F1 {val.get('macro_f1', float('nan')):.3f}, Dice {val.get('dice', float('nan')):.3f}.
+
+## Known failure modes
+- Small tumours (pituitary adenomas, small meningiomas) lose detail at {pre['input_size']} px;
+  Dice is lowest on them.
+- Multi-focal tumours: one mask is predicted, scattered lesions may be partly missed.
+- Low-contrast or non-enhancing tumours and slices far from the tumour centre.
+- Other sequences (T2, FLAIR), other scanners or paediatric data were never seen in training.
+
+## Reproduce
+```
+{command}
+```
+"""
