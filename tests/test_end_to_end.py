@@ -180,3 +180,34 @@ def test_cli_config_errors_are_one_line(tmp_path: Path) -> None:
     res = cli("predict", str(tmp_path / "missing.dcm"), "--checkpoint", str(tmp_path / "none"),
               cwd=tmp_path)
     assert res.returncode == 2 and "checkpoint not found" in res.stderr
+
+
+def test_onnx_export_agrees_with_pytorch(tmp_path: Path, tiny_model: Path,
+                                         mat_dataset: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    import numpy as np
+
+    from tumorscope.inference import Predictor
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    res = cli("export", "--checkpoint", str(model), "--format", "onnx", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (model / "model.onnx").is_file()
+    torch_p = Predictor.from_checkpoint(model, backend="torch")
+    onnx_p = Predictor.from_checkpoint(model, backend="auto")
+    assert (torch_p.backend, onnx_p.backend) == ("torch", "onnx")
+    for mat in sorted(mat_dataset.glob("*.mat"))[:8]:
+        a, b = torch_p.predict_file(mat), onnx_p.predict_file(mat)
+        assert a.label == b.label
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in a.probabilities) < 1e-4
+        assert np.mean(a.mask != b.mask) < 1e-3  # only pixels at the threshold may flip
+
+
+def test_backend_onnx_without_export_is_a_clear_error(tmp_path: Path, tiny_model: Path,
+                                                      mat_dataset: Path) -> None:
+    res = cli("predict", str(mat_dataset / "1.mat"), "--checkpoint", str(tiny_model),
+              "--backend", "onnx", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert res.returncode == 2 and "model.onnx" in res.stderr and "tumorscope export" in res.stderr

@@ -64,6 +64,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="for 3D volumes: predict this axial slice only")
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
     p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: ONNX Runtime when model.onnx exists and onnxruntime is installed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
-    p = sub.add_parser("export", help="export a run's best checkpoint as safetensors + card")
-    p.add_argument("--run", type=Path, required=True, help="run folder (runs/<name>)")
+    p = sub.add_parser("export", help="export a run as safetensors + card, or a model to ONNX",
+                       description="--run RUN: best checkpoint of a run -> safetensors + card. "
+                       "--checkpoint DIR --format onnx: model.onnx beside the weights, checked "
+                       "against PyTorch (max abs difference <= 1e-4).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, help="run folder (runs/<name>)")
+    src.add_argument("--checkpoint", type=Path, help="model dir (for --format onnx)")
+    p.add_argument("--format", choices=["safetensors", "onnx"], default=None,
+                   help="default: safetensors for --run, onnx for --checkpoint")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/model)")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half size)")
     p.add_argument("--source", type=Path, help="a specific .ckpt (default: best, else last)")
@@ -153,9 +162,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tumorscope.predict import predict_files
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
-                                          threshold=args.threshold)
+                                          threshold=args.threshold, backend=args.backend)
     records = predict_files(predictor, args.files, args.out, args.slice_index)
-    table = Table(title=f"model {predictor.model_id}")
+    table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
     for col in ["file", "class", *predictor.classes, "area px", "area mm²"]:
         table.add_column(col)
     for r in records:
@@ -172,6 +181,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from tumorscope.training.run import config_for_resume, export_checkpoint
 
+    fmt = args.format or ("safetensors" if args.run else "onnx")
+    if fmt == "onnx":
+        from tumorscope.checkpoint import checkpoint_paths, load_checkpoint
+        from tumorscope.runtime import ONNX_NAME, export_onnx
+
+        if args.checkpoint is None:
+            raise TumorscopeError("--format onnx", "give the model with --checkpoint DIR")
+        model, card = load_checkpoint(args.checkpoint)
+        weights, _ = checkpoint_paths(args.checkpoint)
+        out = (args.out or weights.parent) / ONNX_NAME
+        pre = card["preprocessing"]
+        diff = export_onnx(model, int(pre["in_channels"]), int(pre["input_size"]), out)
+        print(f"ONNX model written to {out} (max abs difference to PyTorch {diff:.1e})")
+        return 0
+    if args.run is None:
+        raise TumorscopeError("--format safetensors", "give the training run with --run RUN")
     cfg = config_for_resume(args.run, [])
     out = export_checkpoint(cfg, args.source, out=args.out, half=args.half)
     print(f"model written to {out}")

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from tumorscope.checkpoint import load_checkpoint
+from tumorscope.checkpoint import checkpoint_paths, load_checkpoint, read_card
 from tumorscope.io import Scan, read_scan
+from tumorscope.runtime import ONNX_NAME, OnnxRunner, Runner, TorchRunner, choose_backend
 from tumorscope.transforms.preprocess import load_model_input, normalise
 
 
@@ -57,15 +57,23 @@ class Prediction:
                 "model_id": self.model_id, **self.extra}
 
 
-class Predictor:
-    """Loads the model once; thread-safe for concurrent ``predict_*`` calls (no shared state
-    is mutated; torch inference runs under ``inference_mode``)."""
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
-    def __init__(self, model: torch.nn.Module, card: dict[str, Any], device: str = "cpu",
-                 threshold: float = 0.5, tta: bool = False) -> None:
-        self.model = model.to(device).eval()
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Predictor:
+    """Loads the model once; safe for concurrent ``predict_*`` calls (no shared state is
+    mutated). Runs on eager PyTorch or ONNX Runtime (``backend``)."""
+
+    def __init__(self, runner: Runner, card: dict[str, Any], threshold: float = 0.5,
+                 tta: bool = False) -> None:
+        self.runner = runner
         self.card = card
-        self.device = device
         self.threshold = threshold
         self.tta = tta
         pre = card["preprocessing"]
@@ -76,17 +84,28 @@ class Predictor:
         self.classes: list[str] = list(card["classes"])
         self.model_id = str(card.get("model_id", card.get("name", "model")))
 
+    @property
+    def backend(self) -> str:
+        return self.runner.name
+
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kw: Any) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
+                        **kw: Any) -> Predictor:
+        """Load ``model.safetensors`` (torch) or ``model.onnx`` beside it (onnx); 'auto'
+        prefers ONNX Runtime on CPU when the export exists and onnxruntime is installed."""
+        weights, _ = checkpoint_paths(path)
+        onnx_path = weights.with_name(ONNX_NAME)
+        chosen = choose_backend(backend if device == "cpu" else "torch", onnx_path)
+        if chosen == "onnx":
+            return cls(OnnxRunner(onnx_path), read_card(path), **kw)
         model, card = load_checkpoint(path)
-        return cls(model, card, device, **kw)
+        return cls(TorchRunner(model, device), card, **kw)
 
     def preprocess(self, array: np.ndarray, source: Any = None) -> np.ndarray:
         """``(C, H, W)`` raw pixels -> normalised ``(channels, S, S)`` model input."""
         image = load_model_input(array, self.channels, self.size, source)
         return normalise(image, self.normalization, self.stats).astype(np.float32)
 
-    @torch.inference_mode()
     def predict_arrays(self, arrays: list[np.ndarray], batch_size: int = 16,
                        sources: list[Any] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Raw ``(C, H, W)`` arrays -> ``(class probabilities, bool mask at input size)``."""
@@ -94,24 +113,24 @@ class Predictor:
         for start in range(0, len(arrays), batch_size):
             chunk = arrays[start:start + batch_size]
             srcs = (sources or [None] * len(arrays))[start:start + batch_size]
-            batch = torch.from_numpy(np.stack([self.preprocess(a, s)
-                                               for a, s in zip(chunk, srcs, strict=True)]))
-            mask_logits, class_logits = self._forward(batch.to(self.device))
-            probs = class_logits.softmax(1).cpu().numpy()
-            mask_prob = torch.sigmoid(mask_logits)
+            batch = np.stack([self.preprocess(a, s) for a, s in zip(chunk, srcs, strict=True)])
+            probs, mask_prob = self._forward(batch)
             for i, array in enumerate(chunk):
-                full = F.interpolate(mask_prob[i:i + 1], size=array.shape[1:], mode="bilinear",
-                                     align_corners=False)[0, 0]
-                results.append((probs[i], (full > self.threshold).cpu().numpy()))
+                height, width = array.shape[1:]
+                full = cv2.resize(np.ascontiguousarray(mask_prob[i, 0]), (width, height),
+                                  interpolation=cv2.INTER_LINEAR)
+                results.append((probs[i], full > self.threshold))
         return results
 
-    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask_logits, class_logits = self.model(batch)
-        if self.tta:  # average with the horizontally flipped view
-            flipped_mask, flipped_cls = self.model(batch.flip(-1))
-            mask_logits = (mask_logits + flipped_mask.flip(-1)) / 2
-            class_logits = torch.log((class_logits.softmax(1) + flipped_cls.softmax(1)) / 2)
-        return mask_logits, class_logits
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and mask probabilities; TTA averages the flipped view."""
+        mask_logits, class_logits = self.runner(batch)
+        probs, mask_prob = _softmax(class_logits), _sigmoid(mask_logits)
+        if self.tta:
+            flipped_mask, flipped_cls = self.runner(np.ascontiguousarray(batch[..., ::-1]))
+            probs = (probs + _softmax(flipped_cls)) / 2
+            mask_prob = (mask_prob + _sigmoid(flipped_mask)[..., ::-1]) / 2
+        return probs, mask_prob
 
     def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction:
         """Predict a 2D scan, one slice of a volume, or every axial slice of a volume.
