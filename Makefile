@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TUMORSCOPE_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean browser serve
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,19 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/tumorscope demo --out demo-output
 
-test: $(STAMP)
+# Debian's Chromium for the browser test (needs root/sudo; the test skips, saying why, without it)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver \
+	    >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver \
+	    >/dev/null 2>&1; } || echo "note: could not install chromium; the browser test will skip"; }
+
+serve: $(STAMP)
+	$(VENV)/bin/tumorscope serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -28,3 +28,5 @@ def mat_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fixtures import make_figshare_mat_dataset
 
     return make_figshare_mat_dataset(tmp_path_factory.mktemp("figshare_mat"))
+
+from conftest_server import server  # noqa: E402,F401  (session fixture: a live server)

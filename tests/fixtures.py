@@ -95,3 +95,22 @@ def make_figshare_mat_dataset(root: Path, patients: int = 9, slices: int = 4, si
             write_figshare_mat(root / f"{n}.mat", image, label + 1, f"P{p:03d}", mask)
             n += 1
     return root
+
+
+def save_random_model(directory: Path, input_size: int = 64) -> Path:
+    """An untrained (random) joint model checkpoint: enough to exercise serving code paths."""
+    import torch
+
+    from tumorscope.checkpoint import save_checkpoint
+    from tumorscope.models import build_joint
+
+    torch.manual_seed(0)
+    model_cfg = {"arch": "unet", "encoder": "resnet18", "encoder_weights": None,
+                 "attention": "none", "in_channels": 1, "dropout": 0.0}
+    card = {"name": "random-test-model", "task": "joint",
+            "classes": ["meningioma", "glioma", "pituitary"], "model": model_cfg,
+            "preprocessing": {"input_size": input_size, "in_channels": 1,
+                              "normalization": "instance"},
+            "data": {"split": {"test_fold": 0, "val_fold": 1}}}
+    save_checkpoint(directory, build_joint("unet", "resnet18", 3).state_dict(), card)
+    return directory

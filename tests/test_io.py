@@ -172,3 +172,44 @@ def test_mask_of_another_size(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "m.png")
     with pytest.raises(ScanReadError, match=r"m\.png: mask shape \(10, 12\) differs"):
         read_mask(tmp_path / "m.png", expected_shape=(10, 10))
+
+
+# -- in-memory reading (uploads) and size limits --------------------------------------------------
+
+def _all_formats(tmp_path: Path) -> list[Path]:
+    import tifffile
+
+    Image.fromarray(np.arange(256, dtype=np.uint16).reshape(16, 16) * 200).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "a.tif", np.ones((8, 8, 3), np.uint8), photometric="rgb")
+    return [tmp_path / "a.png", tmp_path / "a.tif",
+            write_figshare_mat(tmp_path / "a.mat", np.ones((6, 7), np.int16), 3, "P9"),
+            write_dicom(tmp_path / "a.dcm", np.arange(16, dtype=np.uint16).reshape(4, 4)),
+            write_nifti(tmp_path / "a.nii.gz", np.ones((5, 6, 7), np.float32)),
+            write_nifti(tmp_path / "b.nii", np.ones((5, 6, 1), np.int16))]
+
+
+def test_bytes_reader_matches_file_reader(tmp_path: Path) -> None:
+    from tumorscope.io import read_scan_bytes
+
+    for path in _all_formats(tmp_path):
+        from_file = read_scan(path)
+        from_bytes = read_scan_bytes(path.read_bytes(), f"uploads/../{path.name}")
+        np.testing.assert_array_equal(from_file.array, from_bytes.array)
+        assert from_bytes.path == Path(path.name)  # only the base name is ever kept
+
+
+def test_oversized_images_are_refused_before_decoding(tmp_path: Path) -> None:
+    from tumorscope.io import read_scan_bytes
+
+    for path in _all_formats(tmp_path):
+        with pytest.raises(ScanReadError, match="exceeds the limit"):
+            read_scan_bytes(path.read_bytes(), path.name, max_elements=10)
+
+
+def test_gzip_bomb_nifti_is_refused(tmp_path: Path) -> None:
+    from tumorscope.io import read_scan_bytes
+
+    path = write_nifti(tmp_path / "bomb.nii.gz", np.zeros((160, 160, 160), np.float64))
+    assert path.stat().st_size < 200_000  # 32 MB of voxels packed small
+    with pytest.raises(ScanReadError, match="decompression bomb"):
+        read_scan_bytes(path.read_bytes(), path.name, max_elements=100_000)

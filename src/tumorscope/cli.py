@@ -95,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, required=True, help="metrics.json of evaluate")
     p.add_argument("--command", dest="reproduce", default="", help="command that produced it")
     p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("serve", help="web page + JSON API (FastAPI) with a loaded model")
+    p.add_argument("--checkpoint", type=Path, help="model dir (default: shipped)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes (each loads the "
+                   "model once)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0)
+    p.add_argument("--max-pixels", type=int, default=64 * 1024 * 1024,
+                   help="largest decoded image (elements); larger uploads are refused")
+    p.add_argument("--concurrency", type=int, default=4, help="predictions at a time")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     p = sub.add_parser("demo", help="predict held-out real scans with the default model")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--checkpoint", type=Path)
@@ -217,6 +228,25 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import json
+
+    import uvicorn
+
+    from tumorscope.checkpoint import read_card
+
+    ckpt = (args.checkpoint or default_checkpoint()).resolve()
+    read_card(ckpt)  # fail here, with a clear message, rather than in a worker
+    settings = {"checkpoint": str(ckpt), "max_upload_bytes": int(args.max_upload_mb * 2**20),
+                "max_elements": args.max_pixels, "max_concurrency": args.concurrency,
+                "backend": args.backend}
+    os.environ["TUMORSCOPE_SERVE_SETTINGS"] = json.dumps(settings)
+    print(f"serving {ckpt} on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
+    uvicorn.run("tumorscope.serve.factory:app_from_env", factory=True, host=args.host,
+                port=args.port, workers=args.workers, log_level="info")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -252,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "demo": cmd_demo, "export": cmd_export, "card": cmd_card, "info": cmd_info}
+                "demo": cmd_demo, "export": cmd_export, "serve": cmd_serve, "card": cmd_card,
+                "info": cmd_info}
     try:
         return commands[args.command](args)
     except TumorscopeError as err:

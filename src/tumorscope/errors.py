@@ -27,3 +27,11 @@ class ConfigError(TumorscopeError):
 
 class CheckpointError(TumorscopeError):
     """A model checkpoint is missing, incomplete or does not match its card."""
+
+
+class UnsupportedFormatError(ScanReadError):
+    """The file type is not one tumorscope reads."""
+
+
+class ImageTooLargeError(ScanReadError):
+    """The image declares (or inflates to) more pixels than allowed: a decompression bomb."""

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
-from tumorscope.errors import ScanReadError
+from tumorscope.errors import ScanReadError, UnsupportedFormatError
 from tumorscope.io.dicom import read_dicom
 from tumorscope.io.images import read_pillow, read_tiff
 from tumorscope.io.matlab import read_figshare_mat
 from tumorscope.io.nifti import read_nifti
-from tumorscope.io.scan import Scan, stack_modalities
+from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS, Scan, Source, stack_modalities
 
 SUPPORTED = {
     ".png": read_pillow, ".jpg": read_pillow, ".jpeg": read_pillow, ".bmp": read_pillow,
@@ -23,22 +24,23 @@ SUPPORTED = {
 }
 
 
-def scan_suffix(path: Path) -> str:
+def scan_suffix(path: PurePath) -> str:
     """Lower-case suffix, treating ``.nii.gz`` as one suffix."""
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _reader_for(path: Path) -> Callable[[Path], Scan]:
-    suffix = scan_suffix(path)
+Reader = Callable[[Source, "str | Path", int], Scan]
+
+
+def _reader_for(name: PurePath, head: bytes) -> Reader:
+    suffix = scan_suffix(name)
     if suffix in SUPPORTED:
-        return SUPPORTED[suffix]
-    with open(path, "rb") as f:  # no/unknown suffix: sniff the DICOM preamble
-        head = f.read(132)
-    if head[128:132] == b"DICM":
+        return SUPPORTED[suffix]  # type: ignore[return-value]
+    if head[128:132] == b"DICM":  # no/unknown suffix: sniff the DICOM preamble
         return read_dicom
     kinds = ", ".join(sorted(SUPPORTED))
-    raise ScanReadError(path, f"unsupported file type {suffix or '(no suffix)'!r}; "
+    raise UnsupportedFormatError(name, f"unsupported file type {suffix or '(no suffix)'!r}; "
                         f"tumorscope reads {kinds} and DICOM files without a suffix")
 
 
@@ -55,11 +57,11 @@ def validate_pixels(scan: Scan) -> Scan:
     return scan
 
 
-def read_scan(path: str | Path) -> Scan:
+def read_scan(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Scan:
     """Read a PNG/JPEG/TIFF, figshare ``.mat``, DICOM or NIfTI file into a :class:`Scan`.
 
     Raises :class:`~tumorscope.errors.ScanReadError` naming the file and the problem for
-    missing, unsupported, corrupt, empty or non-finite inputs.
+    missing, unsupported, corrupt, empty, oversized or non-finite inputs.
     """
     path = Path(path)
     if not path.exists():
@@ -68,7 +70,24 @@ def read_scan(path: str | Path) -> Scan:
         raise ScanReadError(path, "is a directory, expected a scan file")
     if path.stat().st_size == 0:
         raise ScanReadError(path, "file is empty (0 bytes)")
-    return validate_pixels(_reader_for(path)(path))
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return validate_pixels(_reader_for(path, head)(path, path, max_elements))
+
+
+def read_scan_bytes(data: bytes, filename: str,
+                    max_elements: int = DEFAULT_MAX_ELEMENTS) -> Scan:
+    """Read an in-memory file (an upload) without touching the disk.
+
+    ``filename`` only chooses the reader and names the file in errors; it is never used as a
+    path (only its last component is kept).
+    """
+    name = PurePath(PurePath(filename.replace("\\", "/")).name or "upload")
+    if not data:
+        raise ScanReadError(name, "file is empty (0 bytes)")
+    scan = _reader_for(name, data[:132])(io.BytesIO(data), str(name), max_elements)
+    scan.path = Path(name.name)
+    return validate_pixels(scan)
 
 
 def read_mask(path: str | Path, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -81,5 +100,5 @@ def read_mask(path: str | Path, expected_shape: tuple[int, ...] | None = None) -
     return mask
 
 
-__all__ = ["SUPPORTED", "Scan", "read_mask", "read_scan", "scan_suffix", "stack_modalities",
-           "validate_pixels"]
+__all__ = ["SUPPORTED", "Scan", "read_mask", "read_scan", "read_scan_bytes", "scan_suffix",
+           "stack_modalities", "validate_pixels"]

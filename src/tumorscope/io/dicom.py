@@ -7,23 +7,28 @@ from pathlib import Path
 import numpy as np
 
 from tumorscope.errors import ScanReadError
-from tumorscope.io.scan import Scan
+from tumorscope.io.scan import Scan, Source, check_elements
 
 
-def read_dicom(path: Path) -> Scan:
+def read_dicom(path: Source, name: str | Path, max_elements: int) -> Scan:
     """Read a single-frame (or multi-frame) DICOM image into Hounsfield/scanner units."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path)
+        shape = (int(getattr(ds, "NumberOfFrames", 1) or 1), int(getattr(ds, "Rows", 0)),
+                 int(getattr(ds, "Columns", 0)), int(getattr(ds, "SamplesPerPixel", 1)))
+        check_elements(name, shape, max_elements)
         pixels = ds.pixel_array
+    except ScanReadError:
+        raise
     except InvalidDicomError as err:
-        raise ScanReadError(path, f"not a DICOM file ({err})") from None
+        raise ScanReadError(name, f"not a DICOM file ({err})") from None
     except AttributeError:
-        raise ScanReadError(path, "DICOM file has no pixel data") from None
+        raise ScanReadError(name, "DICOM file has no pixel data") from None
     except Exception as err:  # pydicom raises many types on truncated/unsupported pixel data
-        raise ScanReadError(path, f"cannot decode DICOM pixel data ({err})") from None
+        raise ScanReadError(name, f"cannot decode DICOM pixel data ({err})") from None
     pixels = pixels.astype(np.float32)
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
     intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
@@ -54,4 +59,4 @@ def read_dicom(path: Path) -> Scan:
         "patient": str(getattr(ds, "PatientID", "")),
         "series": str(getattr(ds, "SeriesDescription", "")),
     }
-    return Scan(pixels, spacing, path, "dicom", names, meta=meta)
+    return Scan(pixels, spacing, Path(name), "dicom", names, meta=meta)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tumorscope.errors import ScanReadError
-from tumorscope.io.scan import Scan
+from tumorscope.io.scan import Scan, Source, check_elements
 
 LABEL_NAMES = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 
@@ -17,22 +17,26 @@ def _decode_chars(dataset: np.ndarray) -> str:
     return "".join(chr(int(c)) for c in np.asarray(dataset).ravel() if int(c) != 0)
 
 
-def read_figshare_mat(path: Path) -> Scan:
+def read_figshare_mat(path: Source, name: str | Path | None = None,
+                      max_elements: int | None = None) -> Scan:
     """Read one figshare slice: ``cjdata/{image,label,PID,tumorBorder,tumorMask}``.
 
     MATLAB writes arrays column-major, so every 2D array is transposed back here.
     """
     import h5py
 
+    name = name if name is not None else path  # type: ignore[assignment]
     try:
         with h5py.File(path, "r") as f:
             if "cjdata" not in f:
-                raise ScanReadError(path, "MATLAB file has no 'cjdata' group (not a figshare "
+                raise ScanReadError(name, "MATLAB file has no 'cjdata' group (not a figshare "
                                     f"brain-tumour slice); found {sorted(f.keys())}")
             cj = f["cjdata"]
             missing = [k for k in ("image", "label", "PID") if k not in cj]
             if missing:
-                raise ScanReadError(path, f"'cjdata' lacks {missing}")
+                raise ScanReadError(name, f"'cjdata' lacks {missing}")
+            if max_elements is not None:
+                check_elements(name, cj["image"].shape, max_elements)
             image = np.asarray(cj["image"][()]).T
             label = int(np.asarray(cj["label"][()]).ravel()[0])
             pid = _decode_chars(cj["PID"][()])
@@ -41,15 +45,15 @@ def read_figshare_mat(path: Path) -> Scan:
     except ScanReadError:
         raise
     except OSError as err:
-        raise ScanReadError(path, f"not a readable MATLAB v7.3 (HDF5) file: {err}") from None
+        raise ScanReadError(name, f"not a readable MATLAB v7.3 (HDF5) file: {err}") from None
     except (KeyError, ValueError, IndexError, TypeError) as err:
-        raise ScanReadError(path, f"malformed figshare 'cjdata' content: {err}") from None
+        raise ScanReadError(name, f"malformed figshare 'cjdata' content: {err}") from None
     if image.ndim != 2:
-        raise ScanReadError(path, f"'cjdata/image' has shape {image.shape}, expected 2D")
+        raise ScanReadError(name, f"'cjdata/image' has shape {image.shape}, expected 2D")
     if mask is not None and mask.shape != image.shape:
-        raise ScanReadError(path, f"tumorMask shape {mask.shape} differs from image {image.shape}")
+        raise ScanReadError(name, f"tumorMask shape {mask.shape} differs from image {image.shape}")
     meta = {"label": label, "label_name": LABEL_NAMES.get(label, str(label)), "patient": pid}
     if border is not None and border.size:
         # tumorBorder is [x1, y1, x2, y2, ...] in MATLAB's 1-based (row, col) convention
         meta["tumor_border"] = border.reshape(-1, 2).tolist()
-    return Scan(image[None], None, path, "figshare-mat", ("t1ce",), mask=mask, meta=meta)
+    return Scan(image[None], None, Path(str(name)), "figshare-mat", ("t1ce",), mask=mask, meta=meta)

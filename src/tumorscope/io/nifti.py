@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from tumorscope.errors import ScanReadError
-from tumorscope.io.scan import Scan
+from tumorscope.errors import ImageTooLargeError, ScanReadError
+from tumorscope.io.scan import Scan, Source, check_elements
 
 
-def read_nifti(path: Path) -> Scan:
+def _from_bytes(stream: BinaryIO, name: str, max_elements: int) -> Any:
+    """Parse NIfTI from memory; gzip is inflated with a cap (no decompression bombs)."""
+    import nibabel as nib
+
+    data = stream.read()
+    if data[:2] == b"\x1f\x8b":
+        limit = max_elements * 8 + 64 * 1024  # float64 voxels + header and extensions
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            data = gz.read(limit + 1)
+        if len(data) > limit:
+            raise ImageTooLargeError(name, "NIfTI inflates beyond the size limit; refused as a "
+                                "decompression bomb")
+    return nib.Nifti1Image.from_bytes(data)
+
+
+def read_nifti(path: Source, name: str | Path, max_elements: int) -> Scan:
     """Read ``.nii``/``.nii.gz``; the last axis of a 4D image becomes the channel axis."""
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        if isinstance(path, Path):
+            img = nib.load(str(path))
+        else:
+            img = _from_bytes(path, str(name), max_elements)
+        check_elements(name, img.shape, max_elements)
         data = np.asarray(img.dataobj)
+    except ScanReadError:
+        raise
     except Exception as err:  # nibabel raises ImageFileError, EOFError, zlib errors...
-        raise ScanReadError(path, f"not a readable NIfTI file ({err})") from None
+        raise ScanReadError(name, f"not a readable NIfTI file ({err})") from None
     zooms = tuple(float(z) for z in img.header.get_zooms())
     data = np.squeeze(data, axis=tuple(range(3, data.ndim))) if data.ndim > 4 else data
     if data.ndim == 3 and data.shape[2] == 1:  # a single slice stored as X x Y x 1
@@ -30,7 +54,7 @@ def read_nifti(path: Path) -> Scan:
     elif data.ndim == 4:
         array, spacing = np.moveaxis(data, -1, 0), zooms[:3]
     else:
-        raise ScanReadError(path, f"NIfTI image has unsupported shape {data.shape}")
+        raise ScanReadError(name, f"NIfTI image has unsupported shape {data.shape}")
     names = tuple(f"c{i}" for i in range(array.shape[0])) if array.shape[0] > 1 else ("mr",)
-    return Scan(array, spacing, path, "nifti", names, affine=np.asarray(img.affine),
+    return Scan(array, spacing, Path(name), "nifti", names, affine=np.asarray(img.affine),
                 meta={"nifti_shape": tuple(data.shape)})

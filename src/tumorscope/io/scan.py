@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+Source = Path | BinaryIO
+"""Where a reader reads from: a file on disk or an in-memory upload."""
+
+DEFAULT_MAX_ELEMENTS = 1 << 28
+"""Largest array (channels x pixels/voxels) a reader will decode: 268M elements."""
+
+
+def check_elements(name: str | Path, shape: Any, max_elements: int) -> None:
+    """Refuse, before decoding, an image whose header declares more elements than allowed."""
+    from tumorscope.errors import ImageTooLargeError
+
+    total = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    if total > max_elements:
+        raise ImageTooLargeError(name, f"image of shape {tuple(shape)} ({total:,} elements) "
+                                 f"exceeds the limit of {max_elements:,}; refused "
+                                 "(decompression bomb?)")
 
 
 @dataclass

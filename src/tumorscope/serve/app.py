@@ -1,0 +1,199 @@
+"""FastAPI app: JSON API under /api/v1, health probes, and the upload page at /.
+
+Uploads are read into memory (never written to disk), size-limited while streaming, and
+decoded with a pixel limit. The Predictor is loaded once at start-up and shared; predictions
+run in worker threads, at most ``max_concurrency`` at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
+
+from tumorscope import __version__
+from tumorscope.errors import (
+    ImageTooLargeError,
+    ScanReadError,
+    TumorscopeError,
+    UnsupportedFormatError,
+)
+from tumorscope.inference import Predictor
+from tumorscope.io import read_scan_bytes
+from tumorscope.reporting.overlay import display_rgb
+from tumorscope.serve.encoding import png_base64, rle_encode
+from tumorscope.serve.schemas import ErrorResponse, ModelInfo, PredictResponse
+
+log = logging.getLogger("tumorscope.serve")
+STATIC = Path(__file__).parent / "static"
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Server limits and the model to load."""
+
+    checkpoint: Path
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_elements: int = 64 * 1024 * 1024
+    max_concurrency: int = 4
+    backend: str = "auto"
+
+
+def _summary(card: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in card.items() if k != "training_config"}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"upload of {int(declared):,} bytes exceeds the limit of "
+                            f"{limit - MULTIPART_OVERHEAD:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"upload exceeds the limit of "
+                                f"{limit - MULTIPART_OVERHEAD:,} bytes")
+    return bytes(body)
+
+
+async def _parse_upload(request: Request, body: bytes) -> tuple[str, bytes, int | None]:
+    """Parse the multipart body held in memory: the file field and an optional slice index."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(415, "send the scan as multipart/form-data with a 'file' field")
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise HTTPException(422, "multipart field 'file' with the scan is missing")
+    data = await upload.read()
+    raw_slice = form.get("slice")
+    slice_index = None
+    if isinstance(raw_slice, str) and raw_slice.strip():
+        if not raw_slice.strip().lstrip("-").isdigit():
+            raise HTTPException(422, f"slice must be an integer, got {raw_slice!r}")
+        slice_index = int(raw_slice)
+    return upload.filename or "upload", data, slice_index
+
+
+def _predict(predictor: Predictor, name: str, data: bytes, slice_index: int | None,
+             max_elements: int) -> dict[str, Any]:
+    """Decode and predict one upload (runs in a worker thread)."""
+    t0 = time.perf_counter()
+    scan = read_scan_bytes(data, name, max_elements)
+    if scan.is_volume:
+        depth = scan.array.shape[-1]
+        slice_index = depth // 2 if slice_index is None else slice_index
+        if not 0 <= slice_index < depth:
+            raise ScanReadError(name, f"slice {slice_index} is outside 0..{depth - 1}")
+        scan = scan.slice(slice_index)
+    else:
+        slice_index = None
+    t1 = time.perf_counter()
+    pred = predictor.predict_scan(scan)
+    t2 = time.perf_counter()
+    mask = pred.mask
+    response = {
+        "filename": Path(name).name, "predicted_class": pred.label,
+        "probabilities": pred.probabilities,
+        "mask_png_base64": png_base64(mask.astype(np.uint8) * 255),
+        "mask_rle": rle_encode(mask), "image_png_base64": png_base64(display_rgb(scan.array)),
+        "tumour_area_pixels": pred.area_pixels, "tumour_area_mm2": pred.area_mm2,
+        "bounding_box": pred.bounding_box(), "shape": list(mask.shape),
+        "spacing_mm": list(scan.spacing) if scan.spacing else None,
+        "slice_index": slice_index, "model_id": predictor.model_id,
+        "model_version": f"tumorscope {__version__}",
+    }
+    response["timing_ms"] = {"decode": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
+                             "total": 1000 * (time.perf_counter() - t0)}
+    return response
+
+
+def _status_for(err: TumorscopeError) -> int:
+    if isinstance(err, UnsupportedFormatError):
+        return 415
+    if isinstance(err, ImageTooLargeError):
+        return 413
+    return 422
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """Build the app; the model loads once when the server starts."""
+    # keep multipart uploads in memory: never spooled to a temporary file on disk
+    MultiPartParser.spool_max_size = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    MultiPartParser.max_part_size = settings.max_upload_bytes + MULTIPART_OVERHEAD
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        app.state.predictor = await run_in_threadpool(
+            Predictor.from_checkpoint, settings.checkpoint, backend=settings.backend)
+        app.state.gate = asyncio.Semaphore(settings.max_concurrency)
+        log.info("model %s loaded (%s)", app.state.predictor.model_id,
+                 app.state.predictor.backend)
+        yield
+
+    app = FastAPI(title="tumorscope", version=__version__, lifespan=lifespan,
+                  description="Brain-tumour MRI: tumour type and outline from one slice. "
+                  "Research tool, not a medical device.")
+    app.state.predictor = None
+    errors = {413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
+              422: {"model": ErrorResponse}}
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        ok = app.state.predictor is not None
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/api/v1/models", response_model=list[ModelInfo])
+    def models() -> list[dict[str, Any]]:
+        p: Predictor = app.state.predictor
+        return [{"model_id": p.model_id, "card": _summary(p.card)}]
+
+    @app.post("/api/v1/predict", response_model=PredictResponse, responses=errors,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "multipart/form-data": {"schema": {
+                      "type": "object", "required": ["file"], "properties": {
+                          "file": {"type": "string", "format": "binary",
+                                   "description": "PNG, JPEG, TIFF, DICOM, figshare .mat, "
+                                   "NIfTI (.nii/.nii.gz)"},
+                          "slice": {"type": "integer", "description": "axial slice of a 3D "
+                                    "NIfTI volume (default: the middle one)"}}}}}}})
+    async def predict(request: Request) -> dict[str, Any]:
+        body = await _read_body(request, settings.max_upload_bytes + MULTIPART_OVERHEAD)
+        name, data, slice_index = await _parse_upload(request, body)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload exceeds the limit of {settings.max_upload_bytes:,}"
+                                " bytes")
+        async with app.state.gate:
+            try:
+                return await run_in_threadpool(_predict, app.state.predictor, name, data,
+                                               slice_index, settings.max_elements)
+            except TumorscopeError as err:
+                raise HTTPException(_status_for(err), str(err)) from None
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,18 @@
+"""App factory for uvicorn workers: settings travel in ``TUMORSCOPE_SERVE_SETTINGS`` (JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from tumorscope.serve.app import ServeSettings, create_app
+
+
+def app_from_env() -> FastAPI:
+    """Build the app from the settings ``tumorscope serve`` put in the environment."""
+    raw = json.loads(os.environ["TUMORSCOPE_SERVE_SETTINGS"])
+    raw["checkpoint"] = Path(raw["checkpoint"])
+    return create_app(ServeSettings(**raw))

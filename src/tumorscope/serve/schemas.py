@@ -1,0 +1,51 @@
+"""API response schemas (shown in the OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class BoundingBox(BaseModel):
+    row_min: int
+    row_max: int
+    col_min: int
+    col_max: int
+
+
+class MaskRLE(BaseModel):
+    size: list[int] = Field(description="[rows, cols]")
+    counts: list[int] = Field(description="row-major run lengths, starting with background")
+    order: str = "C"
+
+
+class PredictResponse(BaseModel):
+    """One prediction: class, probabilities, mask and measurements."""
+
+    filename: str
+    predicted_class: str
+    probabilities: dict[str, float]
+    mask_png_base64: str = Field(description="binary mask, 0/255 PNG at the scan's size")
+    mask_rle: MaskRLE
+    image_png_base64: str = Field(description="the (slice of the) scan as an 8-bit PNG, "
+                                  "for display")
+    tumour_area_pixels: int
+    tumour_area_mm2: float | None
+    bounding_box: BoundingBox | None
+    shape: list[int]
+    spacing_mm: list[float] | None
+    slice_index: int | None = None
+    model_id: str
+    model_version: str
+    timing_ms: dict[str, float]
+    disclaimer: str = "Research tool, not a medical device: not for diagnosis."
+
+
+class ModelInfo(BaseModel):
+    model_id: str
+    card: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    detail: str

@@ -1,0 +1,100 @@
+"""End-to-end: the upload page in headless Chromium (Debian's /usr/bin/chromium via Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest_server import Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium not installed (Debian packages chromium and chromium-driver; "
+                    "`make test` installs them where it can)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _scan(tmp_path: Path) -> Path:
+    yy, xx = np.mgrid[:128, :128]
+    img = (((yy - 64) ** 2 + (xx - 64) ** 2) < 50 ** 2) * 120 + \
+        (((yy - 60) ** 2 + (xx - 80) ** 2) < 12 ** 2) * 120
+    path = tmp_path / "scan.png"
+    Image.fromarray(img.astype(np.uint8)).save(path)
+    return path
+
+
+def test_upload_shows_class_probabilities_and_overlay(browser, server: Server,  # type: ignore[no-untyped-def]
+                                                      tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+    page.goto(server.url)
+    assert "not a medical device" in page.inner_text(".disclaimer")
+    page.set_input_files("#file-input", str(_scan(tmp_path)))
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    title = page.inner_text("#predicted-class")
+    classes = page.locator("#probabilities li .label").all_inner_texts()
+    assert sorted(classes) == ["glioma", "meningioma", "pituitary"]
+    assert title.split(" (")[0] == classes[0]  # the top bar is the predicted class
+    values = [float(v) for v in page.locator("#probabilities .bar").evaluate_all(
+        "bars => bars.map(b => b.getAttribute('aria-valuenow'))")]
+    assert sum(values) == pytest.approx(100, abs=0.5)
+    assert page.get_attribute("#overlay", "data-drawn") == "outline"
+    size = page.evaluate("() => [document.getElementById('overlay').width, "
+                         "document.getElementById('overlay').height]")
+    assert size == [128, 128]
+    assert "Tumour area" in page.inner_text("#measurements")
+    assert page.get_attribute("#download-mask", "href").startswith("data:image/png;base64,")
+    page.check("input[value=filled]")
+    assert page.get_attribute("#overlay", "data-drawn") == "filled"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+    assert not errors, errors  # nothing fetched from outside (no CDN), no script errors
+
+
+def test_rejected_file_message(browser, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    page.goto(server.url)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a scan")
+    page.set_input_files("#file-input", str(bad))
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    text = page.inner_text("#error")
+    assert "415" in text and "unsupported file type" in text
+
+
+def test_keyboard_and_phone_width(browser, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(server.url)
+    page.keyboard.press("Tab")  # the drop zone is the first stop
+    assert page.evaluate("document.activeElement.id") == "drop-zone"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(_scan(tmp_path)))
+    page.keyboard.press("Tab")  # the slice field
+    assert page.evaluate("document.activeElement.id") == "slice-input"
+    page.keyboard.press("Tab")  # then the Analyse button
+    assert page.evaluate("document.activeElement.id") == "submit"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-phone.png"), full_page=True)
