@@ -86,3 +86,26 @@ def test_bootstrap_ci_brackets_the_mean_and_groups() -> None:
     values2 = np.array([1.0] * 50 + [0.0] * 50)
     glo, ghi = bootstrap_ci(values2, np.mean, 300, seed=0, groups=groups)
     assert ghi - glo > hi - lo
+
+
+def test_volume_dice_pools_slices_per_patient() -> None:
+    from tumorscope.metrics import volume_dice
+
+    z = np.zeros((2, 2), bool)
+    one = z.copy()
+    one[0, 0] = True
+    two = z.copy()
+    two[0, :] = True
+    # patient A: slice 1 perfect (1 px), slice 2 predicted 2 px where truth has 1 px overlap
+    # -> inter 1 + 1 = 2, total 2 + 3 = 5 -> Dice 0.8 ; patient B: empty/empty -> 1.0
+    d = volume_dice(["A", "A", "B"], [one, two, z], [one, one, z])
+    assert d == {"A": pytest.approx(0.8), "B": 1.0}
+
+
+def test_detection_rates_by_hand() -> None:
+    from tumorscope.metrics import detection_rates
+
+    on, off = np.ones((2, 2), bool), np.zeros((2, 2), bool)
+    r = detection_rates([on, on, off, off, on], [on, off, off, on, on])
+    assert (r["tp"], r["fp"], r["tn"], r["fn"]) == (2, 1, 1, 1)
+    assert r["sensitivity"] == pytest.approx(2 / 3) and r["specificity"] == pytest.approx(0.5)

@@ -81,3 +81,17 @@ def test_checkpoint_with_wrong_weights(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m", build_joint("unet", "resnet34", 2).state_dict(), _card())
     with pytest.raises(CheckpointError, match="do not match the card"):
         load_checkpoint(tmp_path / "m")
+
+
+def test_plain_unet_joint_interface_and_checkpoint(tmp_path: Path) -> None:
+    model = build_joint("plain-unet", "", num_classes=2, in_channels=3).eval()
+    mask, logits = model(torch.zeros(1, 3, 64, 64))
+    assert mask.shape == (1, 1, 64, 64) and logits.shape == (1, 2)
+    enc = {id(p) for p in model.encoder.parameters()}
+    assert 0 < len(enc) < len(list(model.parameters()))
+    card = _card()
+    card["model"] = {**card["model"], "arch": "plain-unet", "in_channels": 3}
+    save_checkpoint(tmp_path / "p", model.state_dict(), card)  # no shared tensors
+    loaded, _ = load_checkpoint(tmp_path / "p")
+    torch.testing.assert_close(loaded(torch.ones(1, 3, 64, 64))[0],
+                               model(torch.ones(1, 3, 64, 64))[0])

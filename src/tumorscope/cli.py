@@ -41,6 +41,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", help="trainer.devices (GPUs or CPU processes)")
     p.add_argument("--strategy", help="trainer.strategy (auto, ddp, ...)")
     p.add_argument("--num-nodes", type=int, help="trainer.num_nodes")
+    p.add_argument("--gpus", dest="devices", help=argparse.SUPPRESS)  # the original flag name
+    p.add_argument("--lr-scheduler", choices=["cosine", "plateau", "none"],
+                   help="scheduler.name")
+    p.add_argument("--root-dir", help="output.root (where runs are written)")
+    p.add_argument("--model", help="a config by name, e.g. lgg/unet or lgg/unet-resnext50 "
+                   "(instead of --config)")
+    p.add_argument("--test", action="store_true",
+                   help="after training, evaluate on the held-out test fold")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +65,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="class, mask and overlay for scan files")
-    p.add_argument("files", nargs="+", type=Path, help="PNG/JPEG/TIFF, .mat, DICOM or NIfTI")
+    p.add_argument("files", nargs="*", type=Path, help="PNG/JPEG/TIFF, .mat, DICOM or NIfTI")
+    p.add_argument("--image-path", type=Path, action="append", default=[],
+                   help="a file to predict (the original flag; may repeat)")
     p.add_argument("--checkpoint", type=Path, help="model dir or .safetensors (default: shipped)")
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     p.add_argument("--slice", type=int, dest="slice_index",
@@ -106,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest decoded image (elements); larger uploads are refused")
     p.add_argument("--concurrency", type=int, default=4, help="predictions at a time")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p = sub.add_parser("results", help="baseline + ablations -> docs/results.md (long: trains)")
+    p.add_argument("--config", type=Path, default=Path("configs/figshare/joint-lite0.yaml"))
+    p.add_argument("--checkpoint", type=Path, help="the default model (default: shipped)")
+    p.add_argument("--runs", type=Path, default=Path("runs/results"))
+    p.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    p = sub.add_parser("augment", help="preview augmentations (grid of samples with masks)")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--model", help="a config by name, e.g. lgg/unet")
+    p.add_argument("--preview", action="store_true", help="write the preview grid (default)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--samples", type=int, default=6)
+    p.add_argument("--out", type=Path, default=Path("augmentation-preview.png"))
     p = sub.add_parser("demo", help="predict held-out real scans with the default model")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--checkpoint", type=Path)
@@ -121,19 +143,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     for flag, key in (("run_name", "output.run_name"), ("epochs", "trainer.epochs"),
                       ("batch_size", "trainer.batch_size"), ("devices", "trainer.devices"),
-                      ("strategy", "trainer.strategy"), ("num_nodes", "trainer.num_nodes")):
+                      ("strategy", "trainer.strategy"), ("num_nodes", "trainer.num_nodes"),
+                      ("lr_scheduler", "scheduler.name"), ("root_dir", "output.root")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
+    if args.model is not None:
+        if args.config is not None:
+            raise TumorscopeError("--model", "give either --model or --config, not both")
+        args.config = named_config(args.model)
     if args.resume is not None:
         cfg = config_for_resume(args.resume, overrides)
     else:
         if args.config is None:
-            raise TumorscopeError("--config", "give an experiment YAML (see configs/) or --resume")
+            raise TumorscopeError("--config", "give an experiment YAML (see configs/), "
+                                  "--model NAME or --resume")
         cfg = load_config(args.config, overrides)
     out = train(cfg, resume=args.resume is not None, data_root=args.data_root)
     print(f"model written to {out}")
+    if args.test:
+        from tumorscope.evaluation import evaluate
+
+        evaluate(out, cfg.data.test_fold, cfg.run_dir / "eval-test", args.data_root)
+        print(f"test-fold report: {cfg.run_dir / 'eval-test' / 'report.html'}")
     return 0
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def named_config(name: str) -> Path:
+    """``lgg/unet`` or ``unet-resnext50`` -> the matching file under configs/."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    matches = sorted(CONFIG_DIR.glob(f"{name}.yaml")) or sorted(CONFIG_DIR.rglob(f"{name}.yaml"))
+    if len(matches) != 1:
+        known = sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in
+                       CONFIG_DIR.rglob("*.yaml"))
+        why = "is ambiguous" if matches else "not found"
+        raise TumorscopeError("--model", f"config {name!r} {why}; known: {', '.join(known)}")
+    return matches[0]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -172,9 +222,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tumorscope.inference import Predictor
     from tumorscope.predict import predict_files
 
+    if not args.files and not args.image_path:
+        raise TumorscopeError("predict", "give at least one scan file (or --image-path FILE)")
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
                                           threshold=args.threshold, backend=args.backend)
-    records = predict_files(predictor, args.files, args.out, args.slice_index)
+    files = [*args.files, *args.image_path]
+    if not files:
+        raise TumorscopeError("predict", "give at least one scan file (or --image-path FILE)")
+    records = predict_files(predictor, files, args.out, args.slice_index)
     table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
     for col in ["file", "class", *predictor.classes, "area px", "area mm²"]:
         table.add_column(col)
@@ -247,6 +302,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    from tumorscope.experiments.results import run_suite, write_results
+
+    model = args.checkpoint or default_checkpoint()
+    numbers = run_suite(args.config, model, args.runs)
+    print(f"results written to {write_results(numbers, args.out, model)}")
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from tumorscope.augment_preview import preview_grid
+    from tumorscope.training.config import load_config
+
+    config = args.config or (named_config(args.model) if args.model else None)
+    if config is None:
+        raise TumorscopeError("--config", "give an experiment YAML or --model NAME")
+    out = preview_grid(load_config(config, args.overrides), args.out, args.samples)
+    print(f"augmentation preview written to {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -283,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "demo": cmd_demo, "export": cmd_export, "serve": cmd_serve, "card": cmd_card,
+                "results": cmd_results, "augment": cmd_augment,
                 "info": cmd_info}
     try:
         return commands[args.command](args)

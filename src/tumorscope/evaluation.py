@@ -89,9 +89,19 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
                   "patients": len(set(patients.tolist())), "source": index.info.get("split")},
         "classification": {**cls, "confusion_matrix": cm.tolist(), "classes": classes},
         "segmentation": seg, "confidence_intervals_95": ci, "tta": tta,
+        "per_image": [{"id": r.id, "patient": r.patient, "image": str(r.image),
+                       "true": classes[t], "predicted": classes[p], "dice": float(d),
+                       "has_tumour": bool(h)}
+                      for r, t, p, d, h in zip(records, labels, preds, dice, tumour, strict=True)],
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if all(r.position is not None for r in records):  # slices of volumes (LGG)
+        from tumorscope.volumes import volume_metrics, write_patient_volumes
+
+        metrics["volumes"] = volume_metrics(records, pred_masks, true_masks)
+        metrics["volumes"]["files"] = write_patient_volumes(
+            records, arrays, pred_masks, true_masks, out / "patients")
     write_json(out / "metrics.json", metrics)
     from tumorscope.reporting.evaluation_report import render_report
     from tumorscope.reporting.plots import training_curves_png

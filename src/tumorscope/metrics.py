@@ -95,3 +95,30 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float],
         stats.append(statistic(values[rows]))
     alpha = (1 - level) / 2
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+
+
+def volume_dice(patients: Sequence[str], preds: Sequence[np.ndarray],
+                trues: Sequence[np.ndarray]) -> dict[str, float]:
+    """Dice of each patient's stacked slices (one volume per patient, as Buda et al. report).
+
+    A patient with no tumour, none predicted, scores 1.
+    """
+    sums: dict[str, list[float]] = {}
+    for patient, p, t in zip(patients, preds, trues, strict=True):
+        p, t = np.asarray(p, bool), np.asarray(t, bool)
+        acc = sums.setdefault(patient, [0.0, 0.0])
+        acc[0] += float(np.logical_and(p, t).sum())
+        acc[1] += float(p.sum() + t.sum())
+    return {patient: (2 * inter / total if total else 1.0)
+            for patient, (inter, total) in sums.items()}
+
+
+def detection_rates(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> dict[str, float]:
+    """Slice-level tumour detection: a slice is positive when its mask is non-empty."""
+    p = np.array([np.asarray(m, bool).any() for m in preds])
+    t = np.array([np.asarray(m, bool).any() for m in trues])
+    tp, tn = int((p & t).sum()), int((~p & ~t).sum())
+    fp, fn = int((p & ~t).sum()), int((~p & t).sum())
+    return {"sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+            "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+            "tp": tp, "tn": tn, "fp": fp, "fn": fn}

@@ -12,7 +12,8 @@ class Record:
 
     ``mask`` is None when the annotation lives in the image file itself (figshare ``.mat``)
     or the slice has none. ``label`` is a 0-based class index. ``fold`` is set when the
-    dataset ships its own patient-level split.
+    dataset ships its own patient-level split. ``position`` orders a patient's slices into a
+    volume (LGG).
     """
 
     id: str
@@ -21,6 +22,7 @@ class Record:
     label: int
     patient: str
     fold: int | None = None
+    position: int | None = None  # slice number within the patient's volume, when known
 
 
 @dataclass

@@ -11,20 +11,24 @@ from tumorscope.data.records import DatasetIndex, Record
 
 
 def patient_folds(records: list[Record], n_folds: int, seed: int) -> dict[str, int]:
-    """Assign every patient to one fold with ``StratifiedGroupKFold`` (label of the patient's
-    slices as stratum). Deterministic for a given seed."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    """Assign every patient to one fold, stratified by the patient's label (the highest
+    slice label: the tumour type in figshare, "has tumour slices" in LGG). Seeded."""
+    from sklearn.model_selection import StratifiedKFold
 
-    patients = sorted({r.patient for r in records})
+    strata: dict[str, int] = {}
+    for r in records:
+        strata[r.patient] = max(strata.get(r.patient, r.label), r.label)
+    patients = sorted(strata)
     if len(patients) < n_folds:
         raise ValueError(f"{len(patients)} patients cannot fill {n_folds} folds")
-    labels = np.array([r.label for r in records])
-    groups = np.array([r.patient for r in records])
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    labels = np.array([strata[p] for p in patients])
+    if np.bincount(labels).min(initial=n_folds) < n_folds:  # a rare stratum: plain shuffle
+        labels = np.zeros_like(labels)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold_of: dict[str, int] = {}
-    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(records)), labels, groups)):
-        for patient in set(groups[test_idx]):
-            fold_of[str(patient)] = fold
+    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(patients)), labels)):
+        for i in test_idx:
+            fold_of[patients[i]] = fold
     return fold_of
 
 

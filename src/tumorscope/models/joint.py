@@ -31,8 +31,16 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                 dropout: float = 0.2) -> nn.Module:
     """Build the joint model; ``encoder_weights`` is 'imagenet', a file path, the
     'efficientnet-lite0-package' or None (random init)."""
+    if arch == "plain-unet":
+        if encoder_weights not in (None, "", "none", "null"):
+            raise ConfigError("model.encoder_weights", "plain-unet has no pretrained encoder; "
+                              "set model.encoder_weights=none")
+        from tumorscope.models.plain_unet import PlainUNet
+
+        return PlainUNet(in_channels, num_classes, dropout)
     if arch not in ARCHS:
-        raise ConfigError("model.arch", f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
+        known = sorted([*ARCHS, "plain-unet"])
+        raise ConfigError("model.arch", f"unknown architecture {arch!r}; known: {known}")
     weights = None if encoder_weights in (None, "", "none", "null") else encoder_weights
     hub = weights if weights is not None and not _is_local(weights) else None
     try:

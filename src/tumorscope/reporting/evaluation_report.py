@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,21 @@ def worst_cases(labels: Sequence[int], preds: Sequence[int], dice: np.ndarray,
     by_dice = [int(i) for i in np.argsort(dice) if tumour[i] and int(i) not in wrong]
     picked = (wrong[: n // 2] + by_dice)[:n]
     return picked
+
+
+def _volumes_section(v: dict[str, Any]) -> str:
+    det = v["detection"]
+    summary = table([["Dice per patient volume (mean)", v["dice_mean_per_patient"]],
+                     ["patients", v["patients"]],
+                     ["slice detection sensitivity", det["sensitivity"]],
+                     ["slice detection specificity", det["specificity"]]], ["metric", "value"])
+    rows = [[p, d, f'<a href="patients/{v["files"][p]["gif"]}">GIF</a> · '
+             f'<a href="patients/{v["files"][p]["nifti"]}">NIfTI</a>']
+            for p, d in sorted(v["per_patient"].items(), key=lambda kv: kv[1])]
+    body = "".join(f"<tr><td>{html.escape(p)}</td><td>{d:.3f}</td><td>{links}</td></tr>"
+                   for p, d, links in rows)
+    return (summary + "<table><thead><tr><th>patient</th><th>volume Dice</th><th>files</th>"
+            f"</tr></thead><tbody>{body}</tbody></table>")
 
 
 def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Sequence[Any],
@@ -77,6 +93,8 @@ def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Seque
              "<b style='color:#00a050'>ground truth</b>.</p>"
     sections = [("Split", note), ("Summary", summary), ("Per class", per_class + cm_img),
                 ("Segmentation", hist), ("Worst cases", legend + "".join(figures))]
+    if "volumes" in metrics:
+        sections.insert(3, ("Patient volumes", _volumes_section(metrics["volumes"])))
     if curves is not None:
         sections.append(("Training curves", img_tag(curves, "training curves")))
     return page(f"tumorscope evaluation — {metrics['model_id']}", sections)

@@ -20,7 +20,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Which dataset, where it lives and how it is split (always by patient)."""
 
-    dataset: Literal["figshare", "figshare-mat", "imagefolder"] = "figshare"
+    dataset: Literal["figshare", "figshare-mat", "imagefolder", "lgg"] = "figshare"
     root: str = "${TUMORSCOPE_DATA:-../shared/data}/figshare"
     folds: int = Field(5, ge=2)
     test_fold: int = Field(0, ge=0)
@@ -42,7 +42,7 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     """The joint network: UNet decoder for the mask, classification head on the encoder."""
 
-    arch: Literal["unet", "unetplusplus", "fpn"] = "unet"
+    arch: Literal["unet", "unetplusplus", "fpn", "plain-unet"] = "unet"
     encoder: str = "efficientnet-b0"
     encoder_weights: str | None = "imagenet"
     attention: Literal["scse", "none"] = "scse"
