@@ -114,3 +114,32 @@ def save_random_model(directory: Path, input_size: int = 64) -> Path:
             "data": {"split": {"test_fold": 0, "val_fold": 1}}}
     save_checkpoint(directory, build_joint("unet", "resnet18", 3).state_dict(), card)
     return directory
+
+
+def make_lgg_dataset(root: Path, patients: int = 6, slices: int = 12, size: int = 64,
+                     jpeg: bool = True, seed: int = 0) -> Path:
+    """``kaggle_3m/<case>/<case>_<n>.tif`` (3-channel, JPEG-compressed like the shared copy, or
+    plain) with ``<case>_<n>_mask.tif`` (deflate). The last patient has no tumour at all."""
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    cases = root / "kaggle_3m"
+    cases.mkdir(parents=True, exist_ok=True)
+    rows = ["Patient;RNASeqCluster;death01"]
+    for p in range(patients):
+        case = f"TCGA_XX_{1000 + p}_20000101"
+        (cases / case).mkdir(exist_ok=True)
+        rows.append(f"TCGA_XX_{1000 + p};{p % 3};{p % 2}")
+        for n in range(1, slices + 1):
+            image, mask = blob_slice(size, p % 3, rng)
+            if p == patients - 1 or not 3 <= n <= slices - 3:
+                mask[:] = False
+            rgb = np.stack([np.clip(image / 12 + rng.normal(0, 3, image.shape), 0, 255)] * 3, -1)
+            rgb[..., 1] += mask * 60
+            tifffile.imwrite(cases / case / f"{case}_{n}.tif",
+                             np.clip(rgb, 0, 255).astype(np.uint8), photometric="rgb",
+                             compression="jpeg" if jpeg else None)
+            tifffile.imwrite(cases / case / f"{case}_{n}_mask.tif",
+                             mask.astype(np.uint8) * 255, compression="zlib")
+    (cases / "data.csv").write_text("\n".join(rows) + "\n")
+    return root
