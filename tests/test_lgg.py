@@ -106,6 +106,7 @@ def test_real_lgg_loads(shared_data: Path) -> None:
 
 def test_augment_preview_grid(lgg_root: Path, tmp_path: Path) -> None:
     from PIL import Image
+
     from test_end_to_end import cli
 
     cfg = tmp_path / "a.yaml"
