@@ -48,9 +48,9 @@ def _trained(cfg: ExperimentConfig) -> Path:
 
 def _evaluated(model: Path, fold: int, out: Path) -> dict[str, Any]:
     cached = out / "metrics.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    return evaluate(model, fold, out, allow_train_fold=False)
+    if not cached.is_file():
+        evaluate(model, fold, out, allow_train_fold=False)
+    return json.loads(cached.read_text())  # the same form whether fresh or cached
 
 
 def run_suite(base: Path, default_model: Path, root: Path) -> dict[str, Any]:
