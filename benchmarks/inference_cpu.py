@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from doc import update_section
+
 BACKENDS = ["naive-eager", "optimised-torch", "onnxruntime"]
 
 
@@ -100,9 +103,7 @@ def main() -> None:
         f"{r['peak_rss_mb']:.0f} |"
         for b, r in results.items())
     cpu = platform.processor() or platform.machine()
-    text = f"""# Benchmarks
-
-## CPU inference (`benchmarks/inference_cpu.py`)
+    text = f"""## CPU inference (`benchmarks/inference_cpu.py`)
 
 Machine: {cpu}, {args.threads} threads, Python {platform.python_version()}.
 Model: `{args.checkpoint}`. Input: 512x512 slice; preprocessing (scale, resize, normalise) and
@@ -119,8 +120,7 @@ optimised-torch: `inference_mode`, channels-last, thread count set. onnxruntime:
 `model.onnx` with all graph optimisations, CPU execution provider.
 """
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+        update_section(args.out, "inference-cpu", text)
     print(text)
 
 

@@ -1,7 +1,7 @@
 """Load benchmark of the JSON API on loopback: requests/s and p50/p95 latency at 1, 4 and 16
 concurrent clients, errors counted. Starts its own ``tumorscope serve`` and stops it.
 
-    python benchmarks/load_api.py --checkpoint models/default --out docs/benchmarks-api.md
+    python benchmarks/load_api.py --checkpoint models/default --out docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from doc import update_section
 
 
 def _port() -> int:
@@ -107,7 +110,7 @@ Command: `python benchmarks/load_api.py --checkpoint {args.checkpoint} --request
 """
     print(text)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        update_section(args.out, "load-api", text)
 
 
 if __name__ == "__main__":
