@@ -91,8 +91,9 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
         "segmentation": seg, "confidence_intervals_95": ci, "tta": tta,
         "per_image": [{"id": r.id, "patient": r.patient, "image": str(r.image),
                        "true": classes[t], "predicted": classes[p], "dice": float(d),
-                       "has_tumour": bool(h)}
-                      for r, t, p, d, h in zip(records, labels, preds, dice, tumour, strict=True)],
+                       "has_tumour": bool(h), "tumour_pixels": int(m.sum())}
+                      for r, t, p, d, h, m in zip(records, labels, preds, dice, tumour,
+                                                  true_masks, strict=True)],
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,29 @@ def _ci(metrics: dict[str, Any], key: str) -> str:
     return f"[{lo:.3f}, {hi:.3f}]"
 
 
+def _dice_breakdown(metrics: dict[str, Any]) -> str:
+    import numpy as np
+
+    rows = [r for r in metrics.get("per_image", []) if r.get("has_tumour")
+            and "tumour_pixels" in r]
+    if not rows:
+        return "(per-image results not available)"
+    sizes = np.array([r["tumour_pixels"] for r in rows])
+    dice = np.array([r["dice"] for r in rows])
+    lo, hi = np.quantile(sizes, [1 / 3, 2 / 3])
+    groups = {f"small (< {lo:.0f} px)": sizes < lo,
+              f"medium ({lo:.0f}-{hi:.0f} px)": (sizes >= lo) & (sizes < hi),
+              f"large (>= {hi:.0f} px)": sizes >= hi}
+    for name in metrics["classification"]["classes"]:
+        groups[name] = np.array([r["true"] == name for r in rows])
+    means = {k: float(dice[v].mean()) for k, v in groups.items() if v.any()}
+    lines = ["| slices | n | mean Dice |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {int(groups[k].sum())} | {m:.3f} |" for k, m in means.items()]
+    worst = min(means, key=means.get)  # type: ignore[arg-type]
+    lines.append(f"\nWeakest group on this fold: **{worst}** (mean Dice {means[worst]:.3f}).")
+    return "\n".join(lines)
+
+
 def render_model_card(card: dict[str, Any], metrics: dict[str, Any], command: str) -> str:
     """Markdown: data, split, preprocessing, metrics with 95% CIs, limits, intended use."""
     split = card["data"]["split"]
@@ -69,8 +92,13 @@ Validation fold at the selected epoch: accuracy {val.get('acc', float('nan')):.3
 macro-F1 {val.get('macro_f1', float('nan')):.3f}, Dice {val.get('dice', float('nan')):.3f}.
 
 ## Known failure modes
-- Small tumours (pituitary adenomas, small meningiomas) lose detail at {pre['input_size']} px;
-  Dice is lowest on them.
+Measured on the held-out fold: mean Dice by true tumour size (terciles of tumour pixels at
+the original resolution) and by class.
+
+{_dice_breakdown(metrics)}
+
+- Diffuse, infiltrative tumours (gliomas) have indistinct borders and the lowest Dice when the
+  table above says so; small tumours lose detail at {pre['input_size']} px input.
 - Multi-focal tumours: one mask is predicted, scattered lesions may be partly missed.
 - Low-contrast or non-enhancing tumours and slices far from the tumour centre.
 - Other sequences (T2, FLAIR), other scanners or paediatric data were never seen in training.

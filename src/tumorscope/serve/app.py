@@ -113,7 +113,7 @@ def _predict(predictor: Predictor, name: str, data: bytes, slice_index: int | No
         "filename": Path(name).name, "predicted_class": pred.label,
         "probabilities": pred.probabilities,
         "mask_png_base64": png_base64(mask.astype(np.uint8) * 255),
-        "mask_rle": rle_encode(mask), "image_png_base64": png_base64(display_rgb(scan.array)),
+        "mask_rle": rle_encode(mask), "image_png_base64": png_base64(_display(scan.array)),
         "tumour_area_pixels": pred.area_pixels, "tumour_area_mm2": pred.area_mm2,
         "bounding_box": pred.bounding_box(), "shape": list(mask.shape),
         "spacing_mm": list(scan.spacing) if scan.spacing else None,
@@ -123,6 +123,12 @@ def _predict(predictor: Predictor, name: str, data: bytes, slice_index: int | No
     response["timing_ms"] = {"decode": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
                              "total": 1000 * (time.perf_counter() - t0)}
     return response
+
+
+def _display(array: np.ndarray) -> np.ndarray:
+    """8-bit picture of the scan: gray for one channel (a third of the RGB bytes)."""
+    rgb = display_rgb(array)
+    return rgb[..., 0] if array.shape[0] < 3 else rgb
 
 
 def _status_for(err: TumorscopeError) -> int:
