@@ -59,6 +59,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="dataset folder (default: the one in the model card)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch (reference, default) or onnx")
     p.add_argument("--allow-train-fold", action="store_true",
                    help="allow evaluating on a fold the model was trained on")
 
@@ -199,7 +201,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model_dir = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
     out = args.out or model_dir / f"eval-fold{fold}"
     m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,
-                 allow_train_fold=args.allow_train_fold)
+                 allow_train_fold=args.allow_train_fold, backend=args.backend)
     table = Table(title=f"fold {fold} ({m['fold_role']}): {m['split']['slices']} slices, "
                   f"{m['split']['patients']} patients")
     table.add_column("metric")

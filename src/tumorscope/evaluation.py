@@ -39,9 +39,13 @@ def fold_role(card: dict[str, Any], fold: int) -> str:
 
 def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
              data_root: str | None = None, batch_size: int = 16, tta: bool = False,
-             gallery: int = 8, allow_train_fold: bool = False) -> dict[str, Any]:
-    """Evaluate on every slice of ``fold``; writes ``metrics.json`` and ``report.html``."""
-    predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
+             gallery: int = 8, allow_train_fold: bool = False,
+             backend: str = "torch") -> dict[str, Any]:
+    """Evaluate on every slice of ``fold``; writes ``metrics.json`` and ``report.html``.
+
+    The reference back end (PyTorch) is the default so numbers reproduce on any machine.
+    """
+    predictor = Predictor.from_checkpoint(checkpoint, tta=tta, backend=backend)
     card = predictor.card
     cfg = build_config(card["training_config"], f"{checkpoint} (model card)")
     role = fold_role(card, fold)
@@ -89,6 +93,7 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
                   "patients": len(set(patients.tolist())), "source": index.info.get("split")},
         "classification": {**cls, "confusion_matrix": cm.tolist(), "classes": classes},
         "segmentation": seg, "confidence_intervals_95": ci, "tta": tta,
+        "backend": predictor.backend,
         "per_image": [{"id": r.id, "patient": r.patient, "image": str(r.image),
                        "true": classes[t], "predicted": classes[p], "dice": float(d),
                        "has_tumour": bool(h), "tumour_pixels": int(m.sum())}

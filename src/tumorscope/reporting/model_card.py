@@ -97,8 +97,8 @@ the original resolution) and by class.
 
 {_dice_breakdown(metrics)}
 
-- Diffuse, infiltrative tumours (gliomas) have indistinct borders and the lowest Dice when the
-  table above says so; small tumours lose detail at {pre['input_size']} px input.
+- Tumours with indistinct, infiltrative borders (typical of gliomas) are the hardest to
+  outline; small tumours lose detail at {pre['input_size']} px input. The table measures both.
 - Multi-focal tumours: one mask is predicted, scattered lesions may be partly missed.
 - Low-contrast or non-enhancing tumours and slices far from the tumour centre.
 - Other sequences (T2, FLAIR), other scanners or paediatric data were never seen in training.
