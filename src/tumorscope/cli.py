@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a run as safetensors + card, or a model to ONNX",
                        description="--run RUN: best checkpoint of a run -> safetensors + card. "
                        "--checkpoint DIR --format onnx: model.onnx beside the weights, checked "
-                       "against PyTorch (max abs difference <= 1e-4).")
+                       "against PyTorch (max difference <= 1e-4 + 1e-4 * output range).")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, help="run folder (runs/<name>)")
     src.add_argument("--checkpoint", type=Path, help="model dir (for --format onnx)")

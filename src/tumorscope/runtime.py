@@ -90,10 +90,12 @@ def choose_backend(requested: str, onnx_path: Path) -> str:
 
 
 def export_onnx(model: torch.nn.Module, channels: int, size: int, out: Path,
-                atol: float = 1e-4) -> float:
+                atol: float = 1e-4, rtol: float = 1e-4) -> float:
     """Export with a dynamic batch axis, then check ONNX Runtime against PyTorch.
 
-    Returns the largest absolute difference seen; raises if it exceeds ``atol``.
+    Every output must satisfy ``max|onnx - torch| <= atol + rtol * max|torch|``: float32
+    kernels sum in different orders, so the bound scales with the output's range. Returns the
+    largest absolute difference seen (the shipped model: about 2e-5).
     """
     model = model.eval().float()
     example = torch.randn(2, channels, size, size)
@@ -108,7 +110,10 @@ def export_onnx(model: torch.nn.Module, channels: int, size: int, out: Path,
             ref = [t.numpy() for t in model(check)]
         got = OnnxRunner(tmp)(check.numpy())
         diff = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
-        if diff > atol:
-            raise CheckpointError(out, f"ONNX output differs from PyTorch by {diff:.2e} "
-                                  f"(> {atol:.0e}); not written")
+        for a, b in zip(ref, got, strict=True):
+            bound = atol + rtol * float(np.abs(a).max())
+            if float(np.abs(a - b).max()) > bound:
+                raise CheckpointError(out, f"ONNX output differs from PyTorch by "
+                                      f"{float(np.abs(a - b).max()):.2e} (> {bound:.1e}); "
+                                      "not written")
     return diff
