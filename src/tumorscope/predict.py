@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorscope.errors import ScanReadError
 from tumorscope.inference import Prediction, Predictor
 from tumorscope.io import Scan, read_scan, scan_suffix
 from tumorscope.io.writers import write_json, write_mask_nifti, write_mask_png, write_png
@@ -51,8 +52,6 @@ def predict_files(predictor: Predictor, files: list[Path], out_dir: Path,
         if slice_index is not None and scan.is_volume:
             depth = scan.array.shape[-1]
             if not 0 <= slice_index < depth:
-                from tumorscope.errors import ScanReadError
-
                 raise ScanReadError(scan.path, f"--slice {slice_index} is outside 0..{depth - 1}")
     records = []
     for scan in scans:
