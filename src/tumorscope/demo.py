@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tumorscope.errors import TumorscopeError
-
-REPO = Path(__file__).resolve().parents[2]
+from tumorscope.locations import REPO
 
 
 def data_root() -> Path:
@@ -37,8 +36,8 @@ def held_out_examples(figshare: Path, fold: int, per_class: int = 1) -> list[tup
 def run_demo(out: Path, checkpoint: Path | None = None) -> list[dict[str, Any]]:
     """Predict held-out scans with the default (or given) model; train a quick one if none."""
     from tumorscope.checkpoint import read_card
-    from tumorscope.cli import default_checkpoint
     from tumorscope.inference import Predictor
+    from tumorscope.locations import default_checkpoint
     from tumorscope.predict import predict_files
 
     figshare = data_root() / "figshare"
