@@ -4,6 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+DATASETS = {
+    "figshare": ("Joint tumour-type classifier and tumour segmenter for 2D T1-weighted "
+                 "contrast-enhanced MRI slices.",
+                 "figshare brain tumour dataset (Cheng et al. 2015/2016, CC BY 4.0): 3064 "
+                 "slices, 233 patients. Patient-wise 5-fold split shipped with the data "
+                 "(`meta.csv` `fold`)"),
+    "lgg": ("FLAIR abnormality segmenter for lower-grade glioma slices (pre-contrast, FLAIR, "
+            "post-contrast); its class head detects slices with abnormality.",
+            "LGG segmentation dataset (Buda et al. 2019; TCGA-LGG via TCIA): 3929 slices, 110 "
+            "patients. Patient-wise 5-fold split computed with the seed below, stratified by "
+            "whether the patient has tumour slices (seed {seed})"),
+}
+
+
+def _volumes(metrics: dict[str, Any]) -> str:
+    v = metrics.get("volumes")
+    if not v:
+        return ""
+    det = v["detection"]
+    return (f"\n**Per patient volume** (slices stacked, as Buda et al. report): mean Dice "
+            f"**{v['dice_mean_per_patient']:.3f}** over {v['patients']} patients. Slice "
+            f"detection (mask non-empty): sensitivity {det['sensitivity']:.3f}, specificity "
+            f"{det['specificity']:.3f}.\n")
+
 
 def _ci(metrics: dict[str, Any], key: str) -> str:
     lo, hi = metrics["confidence_intervals_95"][key]
@@ -46,10 +70,11 @@ def render_model_card(card: dict[str, Any], metrics: dict[str, Any], command: st
     val = card.get("validation", {})
     held = metrics["split"]
     dice_ci = _ci(metrics, "dice_mean_tumour")
+    summary, data_text = DATASETS.get(card["data"]["dataset"], ("A tumorscope model.",
+                                                               card["data"]["dataset"]))
     return f"""# Model card: `{card['model_id']}`
 
-Joint tumour-type classifier and tumour segmenter for 2D T1-weighted contrast-enhanced MRI
-slices. **Research use only; not a medical device; not for diagnosis.**
+{summary} **Research use only; not a medical device; not for diagnosis.**
 
 ## Model
 - Architecture: {m['arch']} with encoder `{m['encoder']}` (encoder initialised from
@@ -60,8 +85,7 @@ slices. **Research use only; not a medical device; not for diagnosis.**
 - Weights: `model.safetensors` ({card['weights_dtype']}), sha256 `{card['weights_sha256'][:16]}…`.
 
 ## Data and split
-figshare brain tumour dataset (Cheng et al. 2015/2016, CC BY 4.0): 3064 slices, 233 patients.
-Patient-wise 5-fold split shipped with the data (`meta.csv` `fold`): trained on folds
+{data_text.format(seed=split.get('seed'))}: trained on folds
 {sorted(set(range(train['data']['folds'])) - {split['test_fold'], split['val_fold']})}
 ({split['train']['slices']} slices, {split['train']['patients']} patients), model selected on
 fold {split['val_fold']} ({split['val']['slices']} slices, {split['val']['patients']} patients;
@@ -77,7 +101,7 @@ epoch {card.get('selected_epoch')}), measured once on held-out fold {split['test
 | Dice, mean over tumour slices | {seg['dice_mean_tumour']:.3f} | {dice_ci} |
 | Dice, pooled | {seg['dice_pooled']:.3f} | |
 | IoU, mean over tumour slices | {seg['iou_mean_tumour']:.3f} | |
-
+{_volumes(metrics)}
 | class | precision | recall | F1 | slices |
 | --- | --- | --- | --- | --- |
 {rows}
