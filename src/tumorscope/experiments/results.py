@@ -152,7 +152,7 @@ schedule, same architecture and ImageNet initialisation.
 
 ## Ablations (validation fold {numbers['val_fold']}, reduced budget)
 
-{header[:-1]} Δ acc / Δ Dice vs recipe |
+{header} Δ acc / Δ Dice vs recipe |
 {rule} --- |
 """ + "\n".join(_row(k, v, ref) for k, v in abl.items()) + """
 
