@@ -72,7 +72,3 @@ def load_lgg(root: Path) -> DatasetIndex:
                         {"layout": "kaggle_3m", "split": "computed (by patient, stratified by "
                          "whether the patient has tumour slices)", "clinical": clinical})
 
-
-def tcga_patient(case: str) -> str:
-    """Case folder name -> TCGA patient id (the key of data.csv)."""
-    return "_".join(case.split("_")[:3])

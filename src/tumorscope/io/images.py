@@ -11,8 +11,6 @@ from PIL import Image, UnidentifiedImageError
 from tumorscope.errors import ImageTooLargeError, ScanReadError
 from tumorscope.io.scan import Scan, Source, check_elements
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-
 
 def _channels_first(pixels: np.ndarray) -> np.ndarray:
     """(H, W) -> (1, H, W); (H, W, C) -> (C, H, W)."""

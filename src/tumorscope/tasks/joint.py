@@ -87,7 +87,7 @@ class JointTask(L.LightningModule):
     def _reset_val(self) -> None:
         k = len(self.classes)
         self._cm = torch.zeros(k, k, dtype=torch.float64)
-        self._dice = torch.zeros(3, dtype=torch.float64)  # sum dice (tumour), n tumour, loss sum
+        self._dice = torch.zeros(2, dtype=torch.float64)  # sum of Dice over tumour images, count
 
     def on_validation_epoch_start(self) -> None:
         self._reset_val()
@@ -104,7 +104,7 @@ class JointTask(L.LightningModule):
         inter, total = (pm * tm).sum(1), pm.sum(1) + tm.sum(1)
         tumour = tm.sum(1) > 0
         dice = (2 * inter / total.clamp(min=1))[tumour]
-        self._dice += torch.tensor([dice.sum().item(), float(tumour.sum()), 0.0],
+        self._dice += torch.tensor([dice.sum().item(), float(tumour.sum())],
                                    dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
