@@ -29,6 +29,23 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
+@pytest.fixture
+def open_page(browser):  # type: ignore[no-untyped-def]
+    """Open pages in their own browser contexts, closed after the test."""
+    contexts = []
+
+    def _open(width: int = 1280, height: int = 720):  # type: ignore[no-untyped-def]
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.bring_to_front()
+        return page
+
+    yield _open
+    for context in contexts:
+        context.close()
+
+
 def _scan(tmp_path: Path) -> Path:
     yy, xx = np.mgrid[:128, :128]
     img = (((yy - 64) ** 2 + (xx - 64) ** 2) < 50 ** 2) * 120 + \
@@ -38,9 +55,9 @@ def _scan(tmp_path: Path) -> Path:
     return path
 
 
-def test_upload_shows_class_probabilities_and_overlay(browser, server: Server,  # type: ignore[no-untyped-def]
+def test_upload_shows_class_probabilities_and_overlay(open_page, server: Server,  # type: ignore[no-untyped-def]
                                                       tmp_path: Path) -> None:
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page = open_page(1100, 900)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
@@ -69,8 +86,8 @@ def test_upload_shows_class_probabilities_and_overlay(browser, server: Server,  
     assert not errors, errors  # nothing fetched from outside (no CDN), no script errors
 
 
-def test_rejected_file_message(browser, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    page = browser.new_page()
+def test_rejected_file_message(open_page, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = open_page()
     page.goto(server.url)
     bad = tmp_path / "notes.txt"
     bad.write_text("not a scan")
@@ -81,14 +98,22 @@ def test_rejected_file_message(browser, server: Server, tmp_path: Path) -> None:
     assert "415" in text and "unsupported file type" in text
 
 
-def test_keyboard_and_phone_width(browser, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    page = browser.new_page(viewport={"width": 375, "height": 740})
+def test_keyboard_and_phone_width(open_page, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = open_page(375, 740)
+    # Playwright turns file-chooser interception on without waiting for a reply; listening
+    # before the page loads (a full round trip) keeps the Enter below from racing it.
+    choosers: list = []
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
     page.goto(server.url)
     page.keyboard.press("Tab")  # the drop zone is the first stop
     assert page.evaluate("document.activeElement.id") == "drop-zone"
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
-    chooser.value.set_files(str(_scan(tmp_path)))
+    page.keyboard.press("Enter")
+    for _ in range(100):
+        if choosers:
+            break
+        page.wait_for_timeout(100)
+    assert choosers, "Enter on the drop zone did not open the file picker"
+    choosers[0].set_files(str(_scan(tmp_path)))
     page.keyboard.press("Tab")  # the slice field
     assert page.evaluate("document.activeElement.id") == "slice-input"
     page.keyboard.press("Tab")  # then the Analyse button
