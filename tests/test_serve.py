@@ -122,6 +122,12 @@ def test_request_shape_errors(server: Server) -> None:
     assert resp.status_code == 422 and "'file'" in resp.json()["detail"]
     resp = _post(server, "a.png", _png(), slice="two")
     assert resp.status_code == 422 and "integer" in resp.json()["detail"]
+    resp = httpx.post(f"{server.url}/api/v1/predict", content=b"--xyz\r\nbroken",
+                      headers={"content-type": "multipart/form-data; boundary=xyz"}, timeout=30)
+    assert resp.status_code == 422 and "file" in resp.json()["detail"]
+    two = [("file", ("a.png", _png())), ("file", ("b.png", _png()))]
+    resp = httpx.post(f"{server.url}/api/v1/predict", files=two, timeout=30)
+    assert resp.status_code == 422 and "files" in resp.json()["detail"].lower()
 
 
 def test_paths_in_filenames_are_never_used(server: Server) -> None:
@@ -131,9 +137,11 @@ def test_paths_in_filenames_are_never_used(server: Server) -> None:
 
 
 def test_uploads_never_touch_disk(server: Server) -> None:
-    big = np.random.default_rng(3).integers(0, 255, (900, 900), np.uint8)  # ~800 kB PNG:
-    buf = io.BytesIO()                                   # a default server would spool to disk
+    big = np.random.default_rng(3).integers(0, 255, (1200, 1200), np.uint8)
+    buf = io.BytesIO()
     Image.fromarray(big).save(buf, "PNG", compress_level=0)
+    # Starlette spools parts over 1 MiB to a temporary file by default
+    assert len(buf.getvalue()) > 1024 * 1024
     assert _post(server, "big.png", buf.getvalue()).status_code == 200
     assert not list(server.tmpdir.rglob("*"))
 

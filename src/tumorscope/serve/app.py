@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from tumorscope import __version__
 from tumorscope.errors import (
@@ -38,6 +39,12 @@ from tumorscope.serve.schemas import ErrorResponse, ModelInfo, PredictResponse
 log = logging.getLogger("tumorscope.serve")
 STATIC = Path(__file__).parent / "static"
 MULTIPART_OVERHEAD = 64 * 1024
+
+
+class _InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's parser, keeping every part in memory (never spooled to a temporary file)."""
+
+    spool_max_size = 2**62
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,15 @@ async def _parse_upload(request: Request, body: bytes) -> tuple[str, bytes, int 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(415, "send the scan as multipart/form-data with a 'file' field")
 
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
+    async def replay() -> AsyncGenerator[bytes, None]:
+        yield body
 
-    form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+    parser = _InMemoryMultiPartParser(request.headers, replay(), max_files=1, max_fields=4,
+                                      max_part_size=len(body) + 1)
+    try:
+        form = await parser.parse()
+    except MultiPartException as err:
+        raise HTTPException(422, f"malformed multipart upload: {err.message}") from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise HTTPException(422, "multipart field 'file' with the scan is missing")
@@ -141,10 +153,6 @@ def _status_for(err: TumorscopeError) -> int:
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """Build the app; the model loads once when the server starts."""
-    # keep multipart uploads in memory: never spooled to a temporary file on disk
-    MultiPartParser.spool_max_size = settings.max_upload_bytes + MULTIPART_OVERHEAD
-    MultiPartParser.max_part_size = settings.max_upload_bytes + MULTIPART_OVERHEAD
-
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         app.state.predictor = await run_in_threadpool(
