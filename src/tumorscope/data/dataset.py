@@ -57,10 +57,14 @@ class SliceDataset(Dataset):
             self._cache[index] = item
         return item
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One sample; ``key`` is an index or ``(index, augmentation_seed)`` (see sampling.py)."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         image, mask = self.resized(index)
         image = image.astype(np.float32)
         if self.augment is not None:
+            if seed is not None:
+                self.augment.set_random_seed(seed)
             out = self.augment(image=np.moveaxis(image, 0, -1), mask=mask)
             hwc = out["image"]
             image = hwc[None] if hwc.ndim == 2 else np.moveaxis(hwc, -1, 0)

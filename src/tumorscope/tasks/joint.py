@@ -14,6 +14,7 @@ from torch import nn
 
 from tumorscope.models import joint_from_config
 from tumorscope.training.config import ExperimentConfig
+from tumorscope.training.rng import rng_states, set_rng_states
 
 
 def _segmentation_loss(name: str) -> nn.Module:
@@ -76,9 +77,19 @@ class JointTask(L.LightningModule):
         self.log("train/cls_loss", losses["cls_loss"], batch_size=bs)
         return losses["loss"]
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:  # dropout continues as if never interrupted
+            set_rng_states(checkpoint["rng_states"])
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: checkpoint callbacks run before that module hook,
+        # so a mid-epoch checkpoint would miss this step's EMA update
         if self.ema is not None:
-            self.ema.update(self.model, step=self.global_step)
+            self.ema.update(self.model, step=self.global_step + 1)
 
     def eval_model(self) -> nn.Module:
         """The weights used for validation and export."""

@@ -11,10 +11,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from tumorscope.data import load_index
 from tumorscope.data.dataset import SliceDataset, dataset_stats
+from tumorscope.data.sampling import EpochOrder, ResumableData, ResumableLoader
 from tumorscope.data.splits import Split, make_split
 from tumorscope.errors import ConfigError, TumorscopeError
 from tumorscope.training.config import ExperimentConfig, dump_config, load_config, resolve_data_root
@@ -51,17 +51,18 @@ def _spread(records: list[Any], n: int) -> list[Any]:
 
 
 def _loaders(cfg: ExperimentConfig, split: Split, stats: tuple[float, float] | None,
-             train_ds: SliceDataset) -> tuple[DataLoader, DataLoader | None]:
+             train_ds: SliceDataset) -> tuple[ResumableLoader, ResumableLoader | None]:
     m = cfg.model
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
                           "persistent_workers": cfg.data.num_workers > 0}
-    train = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.trainer.batch_size,
-                       **kw)
+    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed),
+                            drop_last=len(train_ds) > cfg.trainer.batch_size, **kw)
     if not split.val:
         return train, None
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
                           cache=cfg.data.cache)
-    return train, DataLoader(val_ds, shuffle=False, **kw)
+    return train, ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False,
+                                                     pad=False), **kw)
 
 
 def _callbacks(cfg: ExperimentConfig, run_dir: Path, has_val: bool) -> list[L.Callback]:
@@ -154,7 +155,9 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip, accumulate_grad_batches=t.accumulate_grad_batches,
         deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
-        callbacks=_callbacks(cfg, run_dir, val_loader is not None),
+        callbacks=[*_callbacks(cfg, run_dir, val_loader is not None),
+                   ResumableData(train_loader, val_loader)],
+        use_distributed_sampler=False,  # EpochOrder shards by rank itself
         logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                 CSVLogger(run_dir, name="", version="")],
         num_sanity_val_steps=0, enable_model_summary=True,

@@ -1,0 +1,99 @@
+"""Reproducible, resumable sample order: a run interrupted mid-epoch continues exactly.
+
+The order of an epoch and each sample's augmentation seed are functions of
+``(seed, epoch)`` only, so a resumed run sees the same batches, augmented the same way, as
+an uninterrupted one. :class:`ResumableLoader` tells Lightning where in the epoch it
+stopped (``state_dict``), and skips what was already trained on when it resumes.
+Under DDP each rank takes its own shard of the order (the training shard padded so every
+rank runs the same number of steps, as ``DistributedSampler`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class EpochOrder(Sampler[tuple[int, int]]):
+    """Yields ``(index, augmentation_seed)`` pairs in an order fixed by ``(seed, epoch)``."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, pad: bool = True) -> None:
+        self.size, self.seed, self.shuffle, self.pad = size, seed, shuffle, pad
+        self.epoch, self.skip = 0, 0
+        self.rank, self.world = 0, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def _pairs(self) -> list[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+        seeds = rng.integers(0, 2**31 - 1, self.size)
+        pairs = [(int(i), int(s)) for i, s in zip(order, seeds, strict=True)]
+        if self.pad and self.world > 1 and self.size % self.world:
+            pairs += pairs[: self.world - self.size % self.world]
+        return pairs[self.rank::self.world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        skip, self.skip = self.skip, 0  # a resume skips once, then epochs run whole
+        return iter(self._pairs()[skip:])
+
+    def __len__(self) -> int:
+        if self.pad:
+            return -(-self.size // self.world)
+        return len(range(self.rank, self.size, self.world))
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over :class:`EpochOrder` whose position survives a checkpoint.
+
+    ``batches_done`` is kept up to date by :class:`ResumableData`; Lightning stores
+    :meth:`state_dict` in its checkpoints and calls :meth:`load_state_dict` on resume.
+    """
+
+    def __init__(self, dataset: Dataset, order: EpochOrder, **kwargs: Any) -> None:
+        generator = torch.Generator().manual_seed(order.seed)  # keeps the global RNG untouched
+        super().__init__(dataset, sampler=order, generator=generator, **kwargs)
+        self.order = order
+        self.batches_done = 0
+        self.epoch_finished = False
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.order.epoch, "batches_done": self.batches_done,
+                "epoch_finished": int(self.epoch_finished)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        if state.get("epoch_finished"):  # saved at the end of an epoch: the next starts whole
+            epoch, done = epoch + 1, 0
+        self.order.set_epoch(epoch)
+        self.order.skip = done * int(self.batch_size or 1)
+        self.batches_done = done
+
+
+class ResumableData(L.Callback):
+    """Shards the loaders' orders by rank and records training progress within the epoch."""
+
+    def __init__(self, train: ResumableLoader, val: ResumableLoader | None = None) -> None:
+        self.train, self.val = train, val
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for loader in (self.train, self.val):
+            if loader is not None:
+                loader.order.rank, loader.order.world = trainer.global_rank, trainer.world_size
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train.batches_done, self.train.epoch_finished = 0, False  # not called mid-epoch
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        # runs before the checkpoint callbacks, which Lightning always orders last
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        self.train.batches_done = done
+        self.train.epoch_finished = done >= trainer.num_training_batches

@@ -1,0 +1,81 @@
+"""An interrupted run, resumed from its mid-epoch checkpoint, ends with exactly the weights
+of an uninterrupted run: same batches, same augmentation, same dropout, same EMA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from test_end_to_end import write_config
+from tumorscope.data.sampling import EpochOrder
+from tumorscope.training import run as run_module
+from tumorscope.training.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAt(L.Callback):
+    """Raises at the start of batch ``step`` (the previous step's checkpoint is written)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        if trainer.global_step == self.step:
+            raise _Interrupt
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch() -> None:
+    a, b = EpochOrder(10, seed=1), EpochOrder(10, seed=1)
+    b.set_epoch(1)
+    assert sorted(i for i, _ in a) == list(range(10))
+    assert list(a) == list(EpochOrder(10, seed=1)) and list(a) != list(b)
+    a.skip = 4
+    assert list(a) == list(EpochOrder(10, seed=1))[4:] and len(list(a)) == 10  # skips once
+    shards = []
+    for rank in range(3):  # DDP: disjoint shards of equal length covering every sample
+        s = EpochOrder(10, seed=1)
+        s.rank, s.world = rank, 3
+        shards.append(list(s))
+        assert len(shards[-1]) == len(s) == 4
+    assert {i for shard in shards for i, _ in shard} == set(range(10))
+
+
+def _last(cfg) -> dict:  # type: ignore[no-untyped-def]
+    return torch.load(cfg.run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+
+
+def test_mid_epoch_resume_matches_uninterrupted_run(tmp_path: Path, mat_dataset: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg_path = write_config(tmp_path, mat_dataset, epochs=2, log_every_n_steps=1)
+    overrides = ["augment.enabled=true", "model.dropout=0.5"]
+    straight = load_config(cfg_path, ["output.run_name=straight", *overrides])
+    run_module.train(straight)
+    steps_per_epoch = _last(straight)["global_step"] // 2
+    stop = steps_per_epoch + steps_per_epoch // 2  # in the middle of the second epoch
+    assert stop % steps_per_epoch > 0
+
+    interrupted = load_config(cfg_path, ["output.run_name=interrupted", *overrides])
+    original = run_module._callbacks
+    monkeypatch.setattr(run_module, "_callbacks",
+                        lambda *a, **k: [*original(*a, **k), _StopAt(stop)])
+    with pytest.raises(_Interrupt):
+        run_module.train(interrupted)
+    monkeypatch.setattr(run_module, "_callbacks", original)
+    step_ckpt = torch.load(interrupted.run_dir / "checkpoints" / "step.ckpt",
+                           map_location="cpu", weights_only=False)
+    assert step_ckpt["global_step"] == stop
+    run_module.train(interrupted, resume=True)
+
+    a, b = _last(straight)["state_dict"], _last(interrupted)["state_dict"]
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
