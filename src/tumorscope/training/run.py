@@ -18,7 +18,7 @@ from tumorscope.data.sampling import EpochOrder, ResumableData, ResumableLoader
 from tumorscope.data.splits import Split, make_split
 from tumorscope.errors import ConfigError, TumorscopeError
 from tumorscope.training.config import ExperimentConfig, dump_config, load_config, resolve_data_root
-from tumorscope.training.history import archive_metrics, read_run_metrics
+from tumorscope.training.history import CSV_DIR, archive_metrics, read_run_metrics
 
 log = logging.getLogger("tumorscope.train")
 CONFIG_NAME = "config.yaml"
@@ -159,7 +159,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
                    ResumableData(train_loader, val_loader)],
         use_distributed_sampler=False,  # EpochOrder shards by rank itself
         logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
-                CSVLogger(run_dir, name="", version="")],
+                CSVLogger(run_dir, name=CSV_DIR, version="")],
         num_sanity_val_steps=0, enable_model_summary=True,
     )
     trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=False)
