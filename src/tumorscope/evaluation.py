@@ -57,20 +57,19 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
     index = load_index(cfg.data.dataset, resolve_data_root(cfg, data_root))
     split = make_split(index, cfg.data.folds, fold, None, cfg.seed, cfg.data.fold_source)
     records = split.test
-    labels, preds, probs, pred_masks, true_masks, arrays = [], [], [], [], [], []
+    labels, preds, probs, pred_masks, true_masks = [], [], [], [], []
     for start in track(range(0, len(records), batch_size), f"evaluating fold {fold}",
                        total=-(-len(records) // batch_size)):
         chunk = records[start:start + batch_size]
         loaded = [load_record(r) for r in chunk]
         outputs = predictor.predict_arrays([a for a, _ in loaded], batch_size,
                                            sources=[r.image for r in chunk])
-        for r, (array, mask), (p, m) in zip(chunk, loaded, outputs, strict=True):
+        for r, (_, mask), (p, m) in zip(chunk, loaded, outputs, strict=True):
             labels.append(r.label)
             preds.append(int(np.argmax(p)))
             probs.append(p)
             pred_masks.append(m)
             true_masks.append(mask)
-            arrays.append(array if len(arrays) < 4000 else None)
     classes = index.classes
     cm = confusion_matrix(labels, preds, len(classes))
     cls = classification_metrics(cm, classes)
@@ -102,18 +101,22 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+
+    def image(i: int) -> np.ndarray:  # re-read for pictures: evaluation keeps no pixels
+        return load_record(records[i])[0]
+
     if all(r.position is not None for r in records):  # slices of volumes (LGG)
         from tumorscope.volumes import volume_metrics, write_patient_volumes
 
         metrics["volumes"] = volume_metrics(records, pred_masks, true_masks)
         metrics["volumes"]["files"] = write_patient_volumes(
-            records, arrays, pred_masks, true_masks, out / "patients")
+            records, image, pred_masks, true_masks, out / "patients")
     write_json(out / "metrics.json", metrics)
     from tumorscope.reporting.evaluation_report import render_report
     from tumorscope.reporting.plots import training_curves_png
 
     run_dir = Path(checkpoint).resolve().parent  # runs/<name>/model -> runs/<name>
-    report = render_report(metrics, records, arrays, pred_masks, true_masks, labels, preds,
+    report = render_report(metrics, records, image, pred_masks, true_masks, labels, preds,
                            np.stack(probs), dice, classes, gallery,
                            curves=training_curves_png(run_dir))
     write_atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))

@@ -4,7 +4,7 @@ volumes, written as NIfTI masks and GIFs with true/predicted outlines."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ def volume_metrics(records: Sequence[Record], preds: Sequence[np.ndarray],
             "detection": detection_rates(preds, trues)}
 
 
-def write_patient_volumes(records: Sequence[Record], arrays: Sequence[np.ndarray | None],
+def write_patient_volumes(records: Sequence[Record], image: Callable[[int], np.ndarray],
                           preds: Sequence[np.ndarray], trues: Sequence[np.ndarray],
                           out: Path) -> dict[str, dict[str, str]]:
     """For each patient: ``<patient>_pred.nii.gz`` (slices on the last axis, in position
-    order) and ``<patient>.gif`` (every slice, true outline green, predicted yellow)."""
+    order) and ``<patient>.gif`` (every slice, true outline green, predicted yellow);
+    ``image(i)`` gives the pixels of ``records[i]``."""
     by_patient: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         by_patient[r.patient].append(i)
@@ -39,9 +40,7 @@ def write_patient_volumes(records: Sequence[Record], arrays: Sequence[np.ndarray
         idx.sort(key=lambda i: records[i].position or 0)
         volume = np.stack([preds[i] for i in idx], axis=-1)
         nii = write_mask_nifti(out / f"{patient}_pred.nii.gz", volume, None)
-        frames = [overlay(arrays[i], preds[i], trues[i]) for i in idx if arrays[i] is not None]
-        entry = {"nifti": nii.name}
-        if frames:
-            entry["gif"] = write_gif(out / f"{patient}.gif", frames).name
-        written[patient] = entry
+        frames = [overlay(image(i), preds[i], trues[i]) for i in idx]
+        written[patient] = {"nifti": nii.name,
+                            "gif": write_gif(out / f"{patient}.gif", frames).name}
     return written

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,8 @@ def _volumes_section(v: dict[str, Any]) -> str:
             f"</tr></thead><tbody>{body}</tbody></table>")
 
 
-def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Sequence[Any],
+def render_report(metrics: dict[str, Any], records: Sequence[Any],
+                  image: Callable[[int], np.ndarray],
                   pred_masks: Sequence[np.ndarray], true_masks: Sequence[np.ndarray],
                   labels: Sequence[int], preds: Sequence[int], probs: np.ndarray,
                   dice: np.ndarray, classes: list[str], gallery: int,
@@ -82,9 +83,7 @@ def render_report(metrics: dict[str, Any], records: Sequence[Any], arrays: Seque
     hist = img_tag(histogram_png(dice[tumour], "Dice per tumour slice", "Dice"), "Dice histogram")
     figures = []
     for i in worst_cases(labels, preds, dice, true_masks, gallery):
-        if arrays[i] is None:
-            continue
-        rgb = overlay(arrays[i], pred_masks[i], true_masks[i])
+        rgb = overlay(image(i), pred_masks[i], true_masks[i])
         caption = (f"{records[i].id} (patient {records[i].patient})<br>true {classes[labels[i]]},"
                    f" predicted {classes[preds[i]]} ({probs[i].max():.0%})<br>Dice {dice[i]:.2f}")
         figures.append(f"<figure>{img_tag(_png(rgb), records[i].id)}<figcaption>{caption}"
