@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="the default model (default: shipped)")
     p.add_argument("--runs", type=Path, default=Path("runs/results"))
     p.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    p = sub.add_parser("compare", help="models evaluated on the same fold, side by side, with "
+                       "paired patient-bootstrap differences -> Markdown + chart")
+    p.add_argument("metrics", nargs="+", type=Path,
+                   help="metrics.json files (or evaluation folders) from tumorscope evaluate")
+    p.add_argument("--names", nargs="+", help="a column name per file (default: model ids)")
+    p.add_argument("--title", help="heading of the Markdown file")
+    p.add_argument("--out", type=Path, default=Path("comparison.md"))
     p = sub.add_parser("augment", help="preview augmentations (grid of samples with masks)")
     p.add_argument("--config", type=Path)
     p.add_argument("--model", help="a config by name, e.g. lgg/unet")

@@ -168,6 +168,20 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from tumorscope.reporting.comparison import write_comparison
+
+    words = ["tumorscope", "compare", *map(str, args.metrics)]
+    words += ["--names", *args.names] if args.names else []
+    words += ["--title", args.title] if args.title else []
+    command = shlex.join([*words, "--out", str(args.out)])
+    out = write_comparison(args.metrics, args.out, args.names, args.title, command)
+    print(f"comparison written to {out} (chart: {out.with_suffix('.png')})")
+    return 0
+
+
 def cmd_augment(args: argparse.Namespace) -> int:
     from tumorscope.augment_preview import preview_grid
     from tumorscope.training.config import load_config

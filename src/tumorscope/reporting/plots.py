@@ -67,3 +67,25 @@ def training_curves_png(run_dir: Path) -> bytes | None:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
     return _png(fig)
+
+
+def comparison_png(names: Sequence[str],
+                   headlines: Sequence[dict[str, tuple[float, tuple[float, float] | None]]],
+                   title: str) -> bytes:
+    """Grouped bars: one group per metric, one bar per model, 95% intervals as error bars."""
+    metrics = list(headlines[0])
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(metrics), 3.6))
+    for k, (name, rows) in enumerate(zip(names, headlines, strict=True)):
+        x = np.arange(len(metrics)) + (k - (len(names) - 1) / 2) * width
+        values = np.array([rows[m][0] if m in rows else np.nan for m in metrics])
+        errors = np.array([[v - rows[m][1][0], rows[m][1][1] - v]
+                           if m in rows and rows[m][1] else [0.0, 0.0]
+                           for m, v in zip(metrics, values, strict=True)]).T
+        ax.bar(x, values, width, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(range(len(metrics)), metrics, rotation=20, ha="right")
+    ax.set_ylim(0, 1.0)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(names))
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)

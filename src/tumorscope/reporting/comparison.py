@@ -1,0 +1,191 @@
+"""Compare models evaluated on the same held-out fold (``tumorscope compare``).
+
+Reads the ``metrics.json`` files written by ``tumorscope evaluate`` and writes a Markdown
+table, paired differences against the first model with patient-level bootstrap intervals
+(the same patients are in every column, so the comparison is paired), and a bar chart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tumorscope.checkpoint import read_card
+from tumorscope.errors import TumorscopeError
+from tumorscope.io.writers import write_atomic
+from tumorscope.metrics import bootstrap_ci
+
+RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's ``metrics.json`` and how to call it."""
+
+    name: str
+    path: Path
+    metrics: dict[str, Any]
+
+    @property
+    def images(self) -> dict[str, dict[str, Any]]:
+        return {str(row["id"]): row for row in self.metrics["per_image"]}
+
+    def describe(self) -> str:
+        """Architecture, encoder and input size from the model card, when it can be found."""
+        try:
+            model = read_card(self.metrics["checkpoint"])["model"]
+        except (TumorscopeError, OSError, KeyError):
+            return ""
+        encoder = "" if model.get("encoder") in (None, "none") else f" + {model['encoder']}"
+        weights = model.get("encoder_weights")
+        init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
+        return f"{model['arch']}{encoder}{init}, {model['input_size']} px"
+
+
+def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = None
+                     ) -> list[Evaluation]:
+    """Read and check the files: each a ``metrics.json``, all on the same slices."""
+    if len(paths) < 2:
+        raise TumorscopeError("compare", "give at least two metrics.json files")
+    if names and len(names) != len(paths):
+        raise TumorscopeError("--names", f"{len(names)} names for {len(paths)} files")
+    evaluations = []
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        if path.is_dir():
+            path = path / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TumorscopeError(path, "file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise TumorscopeError(path, f"not a readable JSON file ({err})") from None
+        if not isinstance(metrics, dict) or "per_image" not in metrics:
+            raise TumorscopeError(path, "not a metrics.json written by tumorscope evaluate")
+        name = names[i] if names else str(metrics.get("model_id", path.parent.name))
+        evaluations.append(Evaluation(name, path, metrics))
+    first = evaluations[0]
+    for other in evaluations[1:]:
+        for key in ("dataset", "fold"):
+            if other.metrics.get(key) != first.metrics.get(key):
+                raise TumorscopeError(other.path, f"{key} {other.metrics.get(key)!r} differs "
+                                      f"from {first.path}'s {first.metrics.get(key)!r}")
+        if other.images.keys() != first.images.keys():
+            raise TumorscopeError(other.path, f"evaluated other slices than {first.path}")
+    return evaluations
+
+
+def _paired_columns(a: Evaluation, b: Evaluation, value: Callable[[dict[str, Any]], float],
+                    keep: Callable[[dict[str, Any]], bool] = lambda row: True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 2)`` values of both models per slice (same order) and the slices' patients."""
+    rows_b = b.images
+    rows = [(value(r), value(rows_b[i]), r["patient"]) for i, r in a.images.items() if keep(r)]
+    values = np.array([(x, y) for x, y, _ in rows], dtype=float).reshape(-1, 2)
+    return values, np.array([p for _, _, p in rows])
+
+
+def _mean_difference(pairs: np.ndarray) -> float:
+    return float(np.mean(pairs[:, 1] - pairs[:, 0]))
+
+
+def paired_differences(a: Evaluation, b: Evaluation) -> dict[str, tuple[float, float, float]]:
+    """``b - a`` with a 95% patient-bootstrap interval: accuracy, tumour-slice Dice and
+    (slices of volumes) per-patient volume Dice."""
+    out = {}
+    correct = _paired_columns(a, b, lambda r: float(r["true"] == r["predicted"]))
+    dice = _paired_columns(a, b, lambda r: float(r["dice"]), lambda r: bool(r["has_tumour"]))
+    for key, (values, patients) in (("accuracy", correct), ("dice_mean_tumour", dice)):
+        if len(values):
+            out[key] = (_mean_difference(values),
+                        *bootstrap_ci(values, _mean_difference, RESAMPLES, groups=patients))
+    if "volumes" in a.metrics and "volumes" in b.metrics:
+        va, vb = a.metrics["volumes"]["per_patient"], b.metrics["volumes"]["per_patient"]
+        values = np.array([(va[p], vb[p]) for p in va], dtype=float)
+        out["dice_per_patient"] = (_mean_difference(values),
+                                   *bootstrap_ci(values, _mean_difference, RESAMPLES))
+    return out
+
+
+def _headline(m: dict[str, Any]) -> dict[str, tuple[float, tuple[float, float] | None]]:
+    """Metric -> (value, 95% CI or None), the numbers of one evaluation worth a column."""
+    ci = m.get("confidence_intervals_95", {})
+    cls, seg = m["classification"], m["segmentation"]
+    rows: dict[str, tuple[float, tuple[float, float] | None]] = {
+        "accuracy": (cls["accuracy"], tuple(ci["accuracy"]) if "accuracy" in ci else None),
+        "macro-F1": (cls["macro_f1"], tuple(ci["macro_f1"]) if "macro_f1" in ci else None),
+        "Dice, tumour slices": (seg["dice_mean_tumour"], tuple(ci["dice_mean_tumour"])
+                                if "dice_mean_tumour" in ci else None),
+    }
+    if "volumes" in m:
+        per_patient = np.array(list(m["volumes"]["per_patient"].values()), dtype=float)
+        rows["Dice per patient volume"] = (m["volumes"]["dice_mean_per_patient"],
+                                           bootstrap_ci(per_patient, np.mean, RESAMPLES))
+        rows["detection sensitivity"] = (m["volumes"]["detection"]["sensitivity"], None)
+        rows["detection specificity"] = (m["volumes"]["detection"]["specificity"], None)
+    return rows
+
+
+def _cell(value: float, interval: tuple[float, float] | None) -> str:
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+DIFFERENCE_LABELS = {"accuracy": "accuracy", "dice_mean_tumour": "Dice, tumour slices",
+                     "dice_per_patient": "Dice per patient volume"}
+
+
+def comparison_markdown(evaluations: Sequence[Evaluation], figure: str | None = None) -> str:
+    """The comparison as Markdown (metrics table, paired differences, optional figure)."""
+    first = evaluations[0].metrics
+    split = first["split"]
+    lines = [f"Dataset `{first['dataset']}`, fold {first['fold']} ({first.get('fold_role')} "
+             f"fold): {split['slices']} slices from {split['patients']} patients, the same in "
+             "every column. 95% intervals: patient-level bootstrap.", ""]
+    lines += ["| model | " + " | ".join(e.name for e in evaluations) + " |",
+              "| --- |" + " --- |" * len(evaluations)]
+    described = [e.describe() for e in evaluations]
+    if any(described):
+        lines.append("| architecture | " + " | ".join(described) + " |")
+    headlines = [_headline(e.metrics) for e in evaluations]
+    for metric in headlines[0]:
+        cells = [_cell(*h[metric]) if metric in h else "" for h in headlines]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    base = evaluations[0]
+    diffs = {other.name: paired_differences(base, other) for other in evaluations[1:]}
+    keys = [k for k in DIFFERENCE_LABELS if any(k in d for d in diffs.values())]
+    lines += ["", f"Paired differences against **{base.name}** (other minus it; an interval "
+              "that excludes 0 is a difference the held-out patients support):", "",
+              "| model | " + " | ".join(DIFFERENCE_LABELS[k] for k in keys) + " |",
+              "| --- |" + " --- |" * len(keys)]
+    for name, diff in diffs.items():
+        cells = [f"{diff[k][0]:+.3f} [{diff[k][1]:+.3f}, {diff[k][2]:+.3f}]" if k in diff else ""
+                 for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if figure:
+        lines += ["", f"![comparison]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(paths: Sequence[str | Path], out: str | Path,
+                     names: Sequence[str] | None = None, title: str | None = None,
+                     command: str = "tumorscope compare") -> Path:
+    """Write ``out`` (Markdown) and the bar chart beside it (``<out stem>.png``)."""
+    from tumorscope.reporting.plots import comparison_png
+
+    evaluations = load_evaluations(paths, names)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure = out.with_suffix(".png")
+    first = evaluations[0].metrics
+    png = comparison_png([e.name for e in evaluations],
+                         [_headline(e.metrics) for e in evaluations],
+                         f"{first['dataset']}, fold {first['fold']} (95% intervals)")
+    write_atomic(figure, lambda p: p.write_bytes(png))
+    text = f"# {title or 'Model comparison'}\n\nGenerated by `{command}`.\n\n" + \
+        comparison_markdown(evaluations, figure.name)
+    return write_atomic(out, lambda p: p.write_text(text, encoding="utf-8"))

@@ -1,0 +1,84 @@
+"""tumorscope compare: paired differences on hand-made metrics files, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tumorscope.cli import main
+from tumorscope.errors import TumorscopeError
+from tumorscope.reporting.comparison import load_evaluations, paired_differences
+
+# four slices of two patients; "has_tumour" slices 1, 2 and 3
+SLICES = [("1", "p1", True), ("2", "p1", True), ("3", "p2", True), ("4", "p2", False)]
+
+
+def _metrics(path: Path, correct: list[bool], dice: list[float], fold: int = 0,
+             volumes: dict[str, float] | None = None) -> Path:
+    per_image = [{"id": i, "patient": p, "true": "a", "predicted": "a" if ok else "b",
+                  "dice": d, "has_tumour": t}
+                 for (i, p, t), ok, d in zip(SLICES, correct, dice, strict=True)]
+    tumour = [d for (_, _, t), d in zip(SLICES, dice, strict=True) if t]
+    m = {"checkpoint": str(path / "nowhere"), "model_id": path.name, "fold": fold,
+         "fold_role": "test", "dataset": "toy", "split": {"slices": 4, "patients": 2},
+         "classification": {"accuracy": sum(correct) / 4, "macro_f1": 0.5},
+         "segmentation": {"dice_mean_tumour": sum(tumour) / len(tumour)},
+         "confidence_intervals_95": {"accuracy": [0.0, 1.0]}, "per_image": per_image}
+    if volumes is not None:
+        m["volumes"] = {"per_patient": volumes, "dice_mean_per_patient":
+                        sum(volumes.values()) / len(volumes),
+                        "detection": {"sensitivity": 1.0, "specificity": 0.5}}
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(m))
+    return path / "metrics.json"
+
+
+def test_paired_differences_by_hand(tmp_path: Path) -> None:
+    a = _metrics(tmp_path / "a", [True, False, False, True], [0.5, 0.5, 0.2, 1.0],
+                 volumes={"p1": 0.5, "p2": 0.4})
+    b = _metrics(tmp_path / "b", [True, True, True, True], [0.7, 0.9, 0.2, 0.0],
+                 volumes={"p1": 0.9, "p2": 0.4})
+    diff = paired_differences(*load_evaluations([a, b]))
+    assert diff["accuracy"][0] == pytest.approx(0.5)            # 4/4 - 2/4
+    assert diff["dice_mean_tumour"][0] == pytest.approx(0.6 / 3)  # only tumour slices count
+    assert diff["dice_per_patient"][0] == pytest.approx(0.2)
+    for value, low, high in diff.values():
+        assert low <= value + 1e-12 and value <= high + 1e-12
+    # patient p2 gains nothing in Dice: a bootstrap sample of p2 twice gives a difference of 0
+    assert diff["dice_mean_tumour"][1] == pytest.approx(0.0)
+
+
+def test_compare_cli_writes_markdown_and_chart(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    a = _metrics(tmp_path / "a", [True, False, False, True], [0.5, 0.5, 0.2, 1.0])
+    b = _metrics(tmp_path / "b", [True, True, True, True], [0.7, 0.9, 0.2, 0.0])
+    out = tmp_path / "docs" / "cmp.md"
+    assert main(["compare", str(a.parent), str(b), "--names", "old", "new",
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| accuracy | 0.500 [0.000, 1.000] | 1.000 [0.000, 1.000] |" in text
+    assert "| new | +0.500" in text and "--names old new" in text
+    assert Image.open(out.with_suffix(".png")).size[0] > 100
+
+
+def test_compare_refuses_mismatched_or_wrong_files(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    a = _metrics(tmp_path / "a", [True] * 4, [1.0] * 4)
+    other_fold = _metrics(tmp_path / "b", [True] * 4, [1.0] * 4, fold=1)
+    with pytest.raises(TumorscopeError, match="fold 1 differs"):
+        load_evaluations([a, other_fold])
+    with pytest.raises(TumorscopeError, match="at least two"):
+        load_evaluations([a])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["compare", str(a), str(bad), "--out", str(tmp_path / "c.md")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "JSON" in err and "Traceback" not in err
+    assert not (tmp_path / "c.md").exists() and not (tmp_path / "c.png").exists()
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"accuracy": 1}))
+    with pytest.raises(TumorscopeError, match=r"not a metrics\.json"):
+        load_evaluations([a, report])
