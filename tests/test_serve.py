@@ -165,3 +165,25 @@ def test_rle_roundtrip() -> None:
         rle = rle_encode(mask)
         assert sum(rle["counts"]) == mask.size
         np.testing.assert_array_equal(rle_decode(rle), mask)
+
+
+def test_save_uploads_is_opt_in_and_never_uses_the_client_name(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from fixtures import save_random_model
+    from tumorscope.serve.app import ServeSettings, create_app
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    app = create_app(ServeSettings(save_random_model(tmp_path / "model"), save_uploads=kept,
+                                   backend="torch"))
+    with TestClient(app) as client:
+        png = _png()
+        resp = client.post("/api/v1/predict", files={"file": ("../../etc/evil.png", png)})
+        assert resp.status_code == 200
+        upload_id = resp.json()["upload_id"]
+        assert [p.name for p in kept.iterdir()] == [f"{upload_id}.png"]
+        assert (kept / f"{upload_id}.png").read_bytes() == png
+        refused = client.post("/api/v1/predict", files={"file": ("notes.txt", b"text")})
+        assert refused.status_code == 415
+        assert len(list(kept.iterdir())) == 1  # refused uploads are not kept

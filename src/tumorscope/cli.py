@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest decoded image (elements); larger uploads are refused")
     p.add_argument("--concurrency", type=int, default=4, help="predictions at a time")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument("--save-uploads", type=Path, metavar="DIR", help="keep every accepted upload "
+                   "in DIR under a fresh id returned as upload_id (off: uploads stay in memory)")
     p = sub.add_parser("results", help="baseline + ablations -> docs/results.md (long: trains)")
     p.add_argument("--config", type=Path, default=Path("configs/figshare/joint-lite0.yaml"))
     p.add_argument("--checkpoint", type=Path, help="the default model (default: shipped)")

@@ -151,7 +151,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     read_card(ckpt)  # fail here, with a clear message, rather than in a worker
     settings = {"checkpoint": str(ckpt), "max_upload_bytes": int(args.max_upload_mb * 2**20),
                 "max_elements": args.max_pixels, "max_concurrency": args.concurrency,
-                "backend": args.backend}
+                "backend": args.backend,
+                "save_uploads": str(args.save_uploads.resolve()) if args.save_uploads else None}
+    if args.save_uploads:
+        args.save_uploads.mkdir(parents=True, exist_ok=True)
     os.environ["TUMORSCOPE_SERVE_SETTINGS"] = json.dumps(settings)
     print(f"serving {ckpt} on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
     uvicorn.run("tumorscope.serve.factory:app_from_env", factory=True, host=args.host,

@@ -1,6 +1,7 @@
 """FastAPI app: JSON API under /api/v1, health probes, and the upload page at /.
 
-Uploads are read into memory (never written to disk), size-limited while streaming, and
+Uploads are read into memory (written to disk only with ``save_uploads``, under a fresh id),
+size-limited while streaming, and
 decoded with a pixel limit. The Predictor is loaded once at start-up and shared; predictions
 run in worker threads, at most ``max_concurrency`` at a time.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from tumorscope.errors import (
 )
 from tumorscope.inference import Predictor
 from tumorscope.io import read_scan_bytes
+from tumorscope.io.writers import write_atomic
 from tumorscope.reporting.overlay import display_rgb
 from tumorscope.serve.encoding import png_base64, rle_encode
 from tumorscope.serve.schemas import ErrorResponse, ModelInfo, PredictResponse
@@ -56,6 +59,7 @@ class ServeSettings:
     max_elements: int = 64 * 1024 * 1024
     max_concurrency: int = 4
     backend: str = "auto"
+    save_uploads: Path | None = None  # keep accepted uploads here (opt-in, e.g. for audit)
 
 
 def _summary(card: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +147,17 @@ def _display(array: np.ndarray) -> np.ndarray:
     return rgb[..., 0] if array.shape[0] < 3 else rgb
 
 
+SAVED_SUFFIXES = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".mat", ".nii")
+
+
+def save_upload(folder: Path, name: str, data: bytes) -> str:
+    """Write an upload under a fresh id (the client's file name never becomes a path)."""
+    suffix = next((s for s in SAVED_SUFFIXES if name.lower().endswith(s)), ".bin")
+    upload_id = uuid.uuid4().hex
+    write_atomic(folder / f"{upload_id}{suffix}", lambda p: p.write_bytes(data))
+    return upload_id
+
+
 def _status_for(err: TumorscopeError) -> int:
     if isinstance(err, UnsupportedFormatError):
         return 415
@@ -200,10 +215,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                 " bytes")
         async with app.state.gate:
             try:
-                return await run_in_threadpool(_predict, app.state.predictor, name, data,
-                                               slice_index, settings.max_elements)
+                response = await run_in_threadpool(_predict, app.state.predictor, name, data,
+                                                   slice_index, settings.max_elements)
             except TumorscopeError as err:
                 raise HTTPException(_status_for(err), str(err)) from None
+        if settings.save_uploads is not None:
+            response["upload_id"] = await run_in_threadpool(save_upload, settings.save_uploads,
+                                                            name, data)
+        return response
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -15,4 +15,6 @@ def app_from_env() -> FastAPI:
     """Build the app from the settings ``tumorscope serve`` put in the environment."""
     raw = json.loads(os.environ["TUMORSCOPE_SERVE_SETTINGS"])
     raw["checkpoint"] = Path(raw["checkpoint"])
+    if raw.get("save_uploads"):
+        raw["save_uploads"] = Path(raw["save_uploads"])
     return create_app(ServeSettings(**raw))

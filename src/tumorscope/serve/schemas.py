@@ -39,6 +39,8 @@ class PredictResponse(BaseModel):
     model_id: str
     model_version: str
     timing_ms: dict[str, float]
+    upload_id: str | None = Field(None, description="where the server kept the upload, when "
+                                  "started with --save-uploads")
     disclaimer: str = "Research tool, not a medical device: not for diagnosis."
 
 
