@@ -211,3 +211,16 @@ def test_backend_onnx_without_export_is_a_clear_error(tmp_path: Path, tiny_model
     res = cli("predict", str(mat_dataset / "1.mat"), "--checkpoint", str(tiny_model),
               "--backend", "onnx", "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert res.returncode == 2 and "model.onnx" in res.stderr and "tumorscope export" in res.stderr
+
+
+def test_evaluate_errors_name_the_problem(tmp_path: Path, tiny_model: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tumorscope.cli import main
+
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--fold", "0"]) == 2
+    assert "nope: checkpoint not found" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tiny_model), "--fold", "9"]) == 2
+    assert "fold must be in 0..2" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tiny_model), "--fold", "2"]) == 2
+    assert "used to train this model" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -55,6 +55,9 @@ def read_card(path: str | Path) -> dict[str, Any]:
     """Read and check a model card."""
     _, card_path = checkpoint_paths(path)
     if not card_path.is_file():
+        if not Path(path).exists():
+            raise CheckpointError(path, "checkpoint not found (give a model folder with "
+                                  "model.safetensors + model.json, or one of those files)")
         raise CheckpointError(card_path, "model card not found (expected beside the weights)")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))

@@ -48,12 +48,12 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
     predictor = Predictor.from_checkpoint(checkpoint, tta=tta, backend=backend)
     card = predictor.card
     cfg = build_config(card["training_config"], f"{checkpoint} (model card)")
+    if not 0 <= fold < cfg.data.folds:
+        raise ConfigError("--fold", f"fold must be in 0..{cfg.data.folds - 1}")
     role = fold_role(card, fold)
     if role == "train" and not allow_train_fold:
         raise ConfigError("--fold", f"fold {fold} was used to train this model; its metrics "
                           "would be inflated (pass --allow-train-fold to compute them anyway)")
-    if not 0 <= fold < cfg.data.folds:
-        raise ConfigError("--fold", f"fold must be in 0..{cfg.data.folds - 1}")
     index = load_index(cfg.data.dataset, resolve_data_root(cfg, data_root))
     split = make_split(index, cfg.data.folds, fold, None, cfg.seed, cfg.data.fold_source)
     records = split.test
