@@ -30,6 +30,7 @@ def test_results_suite_tiny(shared_data: Path, tmp_path: Path,
                                 tmp_path / "runs" / "recipe" / "model")
     text = out.read_text()
     assert "plain-loop baseline" in text and "without EMA" in text
+    assert "| recipe |" in text and "| +0.000 [+0.000, +0.000] |" in text  # Δ of the reference
     assert (tmp_path / "docs" / "results" / "confusion-matrix.png").is_file()
     assert len(list((tmp_path / "docs" / "results").glob("bad-*.png"))) == 4
     again = results.run_suite(config, tmp_path / "runs" / "recipe" / "model",

@@ -16,6 +16,7 @@ import numpy as np
 
 from tumorscope.evaluation import evaluate
 from tumorscope.experiments.baseline import train_plain
+from tumorscope.reporting.comparison import Evaluation, paired_differences
 from tumorscope.training.config import ExperimentConfig, load_config
 from tumorscope.training.run import latest_checkpoint, train
 
@@ -28,6 +29,7 @@ VARIANTS: dict[str, list[str]] = {
     "input 96 px": ["model.input_size=96"],
     "encoder from scratch (no ImageNet weights)": ["model.encoder_weights=none"],
     "bf16 mixed precision": ["trainer.precision=bf16-mixed"],
+    "recipe, another seed (run-to-run variation)": ["seed=7"],
 }
 
 
@@ -83,9 +85,9 @@ def _row(name: str, m: dict[str, Any], ref: dict[str, Any] | None = None) -> str
     cells += [c["per_class"][k]["f1"] for k in ("meningioma", "glioma", "pituitary")]
     text = " | ".join(f"{v:.3f}" for v in cells)
     if ref is not None:
-        rc, rs = ref["classification"], ref["segmentation"]
-        text += (f" | {c['accuracy'] - rc['accuracy']:+.3f} / "
-                 f"{s['dice_mean_tumour'] - rs['dice_mean_tumour']:+.3f}")
+        diff = paired_differences(Evaluation("reference", Path(), ref), Evaluation(name, Path(), m))
+        text += "".join(f" | {diff[k][0]:+.3f} [{diff[k][1]:+.3f}, {diff[k][2]:+.3f}]"
+                        if k in diff else " | n/a" for k in ("accuracy", "dice_mean_tumour"))
     return f"| {name} | {text} |"
 
 
@@ -153,9 +155,15 @@ schedule, same architecture and ImageNet initialisation.
 
 ## Ablations (validation fold {numbers['val_fold']}, reduced budget)
 
-{header} Δ acc / Δ Dice vs recipe |
-{rule} --- |
+{header} Δ accuracy vs recipe | Δ Dice vs recipe |
+{rule} --- | --- |
 """ + "\n".join(_row(k, v, ref) for k, v in abl.items()) + """
+
+Δ: this row minus the recipe on the same validation slices, with a 95% paired
+patient-bootstrap interval; an interval that contains 0 is not a difference these patients
+can show. The interval covers which patients were sampled, not training randomness: the
+*another seed* row is the recipe trained again with a different seed, so its Δ is run-to-run
+variation, and only a Δ clearly larger than that row's is evidence of an effect.
 
 Mixed precision: these runs used a 2-core CPU, so the row is `bf16-mixed` (bfloat16
 autocast); `16-mixed` (float16 with loss scaling) needs a GPU. Its training speed against fp32
