@@ -1,9 +1,8 @@
 """FastAPI app: JSON API under /api/v1, health probes, and the upload page at /.
 
 Uploads are read into memory (written to disk only with ``save_uploads``, under a fresh id),
-size-limited while streaming, and
-decoded with a pixel limit. The Predictor is loaded once at start-up and shared; predictions
-run in worker threads, at most ``max_concurrency`` at a time.
+size-limited while streaming, and decoded with a pixel limit. The Predictor is loaded once at
+start-up and shared; predictions run in worker threads, at most ``max_concurrency`` at a time.
 """
 
 from __future__ import annotations
