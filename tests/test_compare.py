@@ -17,12 +17,12 @@ SLICES = [("1", "p1", True), ("2", "p1", True), ("3", "p2", True), ("4", "p2", F
 
 
 def _metrics(path: Path, correct: list[bool], dice: list[float], fold: int = 0,
-             volumes: dict[str, float] | None = None) -> Path:
+             volumes: dict[str, float] | None = None, checkpoint: Path | None = None) -> Path:
     per_image = [{"id": i, "patient": p, "true": "a", "predicted": "a" if ok else "b",
                   "dice": d, "has_tumour": t}
                  for (i, p, t), ok, d in zip(SLICES, correct, dice, strict=True)]
     tumour = [d for (_, _, t), d in zip(SLICES, dice, strict=True) if t]
-    m = {"checkpoint": str(path / "nowhere"), "model_id": path.name, "fold": fold,
+    m = {"checkpoint": str(checkpoint or path / "nowhere"), "model_id": path.name, "fold": fold,
          "fold_role": "test", "dataset": "toy", "split": {"slices": 4, "patients": 2},
          "classification": {"accuracy": sum(correct) / 4, "macro_f1": 0.5},
          "segmentation": {"dice_mean_tumour": sum(tumour) / len(tumour)},
@@ -53,7 +53,11 @@ def test_paired_differences_by_hand(tmp_path: Path) -> None:
 
 def test_compare_cli_writes_markdown_and_chart(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    a = _metrics(tmp_path / "a", [True, False, False, True], [0.5, 0.5, 0.2, 1.0])
+    from fixtures import save_random_model
+
+    model = save_random_model(tmp_path / "model")
+    a = _metrics(tmp_path / "a", [True, False, False, True], [0.5, 0.5, 0.2, 1.0],
+                 checkpoint=model)
     b = _metrics(tmp_path / "b", [True, True, True, True], [0.7, 0.9, 0.2, 0.0])
     out = tmp_path / "docs" / "cmp.md"
     assert main(["compare", str(a.parent), str(b), "--names", "old", "new",
@@ -61,6 +65,7 @@ def test_compare_cli_writes_markdown_and_chart(tmp_path: Path,
     text = out.read_text()
     assert "| accuracy | 0.500 [0.000, 1.000] | 1.000 [0.000, 1.000] |" in text
     assert "| new | +0.500" in text and "--names old new" in text
+    assert "| architecture | unet + resnet18 (from scratch), 64 px |  |" in text  # from the card
     assert Image.open(out.with_suffix(".png")).size[0] > 100
 
 

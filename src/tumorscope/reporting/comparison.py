@@ -35,16 +35,27 @@ class Evaluation:
     def images(self) -> dict[str, dict[str, Any]]:
         return {str(row["id"]): row for row in self.metrics["per_image"]}
 
-    def describe(self) -> str:
-        """Architecture, encoder and input size from the model card, when it can be found."""
+    def describe(self) -> tuple[str, str]:
+        """Architecture and training recipe from the model card ("" when it is not found)."""
         try:
-            model = read_card(self.metrics["checkpoint"])["model"]
+            card = read_card(self.metrics["checkpoint"])
+            model, cfg = card["model"], card.get("training_config") or {}
+            size = card["preprocessing"]["input_size"]
         except (TumorscopeError, OSError, KeyError):
-            return ""
+            return "", ""
         encoder = "" if model.get("encoder") in (None, "none") else f" + {model['encoder']}"
         weights = model.get("encoder_weights")
         init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
-        return f"{model['arch']}{encoder}{init}, {model['input_size']} px"
+        architecture = f"{model['arch']}{encoder}{init}, {size} px"
+        try:
+            optim, trainer = cfg["optim"], cfg["trainer"]
+            recipe = (f"{optim['name']} lr {optim['lr']:g}, {cfg['scheduler']['name']}, "
+                      f"{trainer['epochs']} epochs, batch {trainer['batch_size']}"
+                      + (", EMA" if cfg.get("ema", {}).get("enabled") else "")
+                      + (", augmentation" if cfg.get("augment", {}).get("enabled") else ""))
+        except (KeyError, TypeError):
+            recipe = ""
+        return architecture, recipe
 
 
 def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = None
@@ -149,8 +160,9 @@ def comparison_markdown(evaluations: Sequence[Evaluation], figure: str | None = 
     lines += ["| model | " + " | ".join(e.name for e in evaluations) + " |",
               "| --- |" + " --- |" * len(evaluations)]
     described = [e.describe() for e in evaluations]
-    if any(described):
-        lines.append("| architecture | " + " | ".join(described) + " |")
+    for row, label in enumerate(("architecture", "training")):
+        if any(d[row] for d in described):
+            lines.append(f"| {label} | " + " | ".join(d[row] for d in described) + " |")
     headlines = [_headline(e.metrics) for e in evaluations]
     for metric in headlines[0]:
         cells = [_cell(*h[metric]) if metric in h else "" for h in headlines]
