@@ -88,6 +88,11 @@ class ResumableData(L.Callback):
             if loader is not None:
                 loader.order.rank, loader.order.world = trainer.global_rank, trainer.world_size
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.train.batches_done and trainer.progress_bar_callback is not None:
+            # resumed mid-epoch: Lightning skips on_train_epoch_start, so the bar has no total
+            trainer.progress_bar_callback.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.train.batches_done, self.train.epoch_finished = 0, False  # not called mid-epoch
 
