@@ -78,6 +78,8 @@ output: {{root: {tmp_path / 'runs'}}}
     volumes = metrics["volumes"]
     assert volumes["patients"] == metrics["split"]["patients"] == 2
     assert 0 <= volumes["dice_mean_per_patient"] <= 1
+    low, high = volumes["dice_mean_per_patient_ci"]  # stored once, read by card and compare
+    assert low <= volumes["dice_mean_per_patient"] <= high
     assert set(volumes["detection"]) >= {"sensitivity", "specificity"}
     for patient, files in volumes["files"].items():
         import nibabel as nib
@@ -87,6 +89,7 @@ output: {{root: {tmp_path / 'runs'}}}
         with Image.open(out / "patients" / files["gif"]) as gif:
             assert gif.n_frames == 12, patient
     assert "Patient volumes" in (out / "report.html").read_text()
+    assert f"[{low:.3f}, {high:.3f}]" in (out / "report.html").read_text()
     card = json.loads((tmp_path / "runs/tiny-lgg/model/model.json").read_text())
     assert card["training_config"]["scheduler"]["name"] == "plateau"
 

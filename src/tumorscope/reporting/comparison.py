@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tumorscope.checkpoint import read_card
 from tumorscope.errors import TumorscopeError
 from tumorscope.io.writers import write_atomic
 from tumorscope.metrics import bootstrap_ci
+from tumorscope.volumes import per_patient_dice_ci
 
 RESAMPLES = 1000
 
@@ -31,8 +33,9 @@ class Evaluation:
     path: Path
     metrics: dict[str, Any]
 
-    @property
+    @cached_property
     def images(self) -> dict[str, dict[str, Any]]:
+        """Per-slice rows by slice id."""
         return {str(row["id"]): row for row in self.metrics["per_image"]}
 
     def describe(self) -> tuple[str, str]:
@@ -134,9 +137,8 @@ def _headline(m: dict[str, Any]) -> dict[str, tuple[float, tuple[float, float] |
                                 if "dice_mean_tumour" in ci else None),
     }
     if "volumes" in m:
-        per_patient = np.array(list(m["volumes"]["per_patient"].values()), dtype=float)
         rows["Dice per patient volume"] = (m["volumes"]["dice_mean_per_patient"],
-                                           bootstrap_ci(per_patient, np.mean, RESAMPLES))
+                                           per_patient_dice_ci(m["volumes"]))
         rows["detection sensitivity"] = (m["volumes"]["detection"]["sensitivity"], None)
         rows["detection specificity"] = (m["volumes"]["detection"]["specificity"], None)
     return rows

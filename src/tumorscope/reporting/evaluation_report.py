@@ -36,8 +36,12 @@ def worst_cases(labels: Sequence[int], preds: Sequence[int], dice: np.ndarray,
 
 
 def _volumes_section(v: dict[str, Any]) -> str:
+    from tumorscope.volumes import per_patient_dice_ci
+
     det = v["detection"]
+    low, high = per_patient_dice_ci(v)
     summary = table([["Dice per patient volume (mean)", v["dice_mean_per_patient"]],
+                     ["95% CI (bootstrap over patients)", f"[{low:.3f}, {high:.3f}]"],
                      ["patients", v["patients"]],
                      ["slice detection sensitivity", det["sensitivity"]],
                      ["slice detection specificity", det["specificity"]]], ["metric", "value"])

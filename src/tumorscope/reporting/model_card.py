@@ -22,12 +22,10 @@ def _volumes(metrics: dict[str, Any]) -> str:
     v = metrics.get("volumes")
     if not v:
         return ""
-    import numpy as np
-
-    from tumorscope.metrics import bootstrap_ci
+    from tumorscope.volumes import per_patient_dice_ci
 
     det = v["detection"]
-    lo, hi = bootstrap_ci(np.array(list(v["per_patient"].values())), np.mean, 1000)
+    lo, hi = per_patient_dice_ci(v)
     return (f"\n**Per patient volume** (slices stacked, as Buda et al. report): mean Dice "
             f"**{v['dice_mean_per_patient']:.3f}** (95% CI [{lo:.3f}, {hi:.3f}], bootstrap over "
             f"patients) over {v['patients']} patients. Slice "
