@@ -43,9 +43,9 @@ def measure(backend: str, checkpoint: Path, repeats: int, threads: int) -> dict[
     """Run in a fresh process: latency (batch 1) and throughput (batch 16) of one back end."""
     import torch
 
-    from tumorscope.checkpoint import load_checkpoint
-    from tumorscope.inference import Predictor
-    from tumorscope.runtime import OnnxRunner, TorchRunner
+    from tumorscope.checkpoint.store import load_checkpoint
+    from tumorscope.inference.predictor import Predictor
+    from tumorscope.inference.runtime import OnnxRunner, TorchRunner
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)

@@ -37,8 +37,8 @@ def _cpu_flags() -> str:
 
 
 def _step_fn(size: int, batch: int, precision: str):  # type: ignore[no-untyped-def]
+    from tumorscope.config import load_config
     from tumorscope.models import joint_from_config
-    from tumorscope.training.config import load_config
 
     cfg = load_config(REPO / "configs/figshare/joint-lite0.yaml",
                       ["model.encoder_weights=none", f"model.input_size={size}"])

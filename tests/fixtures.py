@@ -101,7 +101,7 @@ def save_random_model(directory: Path, input_size: int = 64) -> Path:
     """An untrained (random) joint model checkpoint: enough to exercise serving code paths."""
     import torch
 
-    from tumorscope.checkpoint import save_checkpoint
+    from tumorscope.checkpoint.store import save_checkpoint
     from tumorscope.models import build_joint
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tumorscope.cli import main
 from tumorscope.errors import TumorscopeError
-from tumorscope.reporting.comparison import load_evaluations, paired_differences
+from tumorscope.evaluation.compare import load_evaluations, paired_differences
 
 # four slices of two patients; "has_tumour" slices 1, 2 and 3
 SLICES = [("1", "p1", True), ("2", "p1", True), ("3", "p2", True), ("4", "p2", False)]
@@ -18,19 +18,26 @@ SLICES = [("1", "p1", True), ("2", "p1", True), ("3", "p2", True), ("4", "p2", F
 
 def _metrics(path: Path, correct: list[bool], dice: list[float], fold: int = 0,
              volumes: dict[str, float] | None = None, checkpoint: Path | None = None) -> Path:
-    per_image = [{"id": i, "patient": p, "true": "a", "predicted": "a" if ok else "b",
-                  "dice": d, "has_tumour": t}
+    per_image = [{"id": i, "patient": p, "image": f"{i}.png", "true": "a",
+                  "predicted": "a" if ok else "b", "dice": d, "has_tumour": t}
                  for (i, p, t), ok, d in zip(SLICES, correct, dice, strict=True)]
     tumour = [d for (_, _, t), d in zip(SLICES, dice, strict=True) if t]
+    scores = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
     m = {"checkpoint": str(checkpoint or path / "nowhere"), "model_id": path.name, "fold": fold,
-         "fold_role": "test", "dataset": "toy", "split": {"slices": 4, "patients": 2},
-         "classification": {"accuracy": sum(correct) / 4, "macro_f1": 0.5},
-         "segmentation": {"dice_mean_tumour": sum(tumour) / len(tumour)},
+         "fold_role": "test", "dataset": "toy",
+         "split": {"test_fold": fold, "slices": 4, "patients": 2},
+         "classification": {"accuracy": sum(correct) / 4, "macro_f1": 0.5,
+                            "per_class": {"a": scores, "b": scores},
+                            "confusion_matrix": [[2, 0], [2, 0]], "classes": ["a", "b"]},
+         "segmentation": {"dice_mean_tumour": sum(tumour) / len(tumour), "dice_mean": 0.5,
+                          "iou_mean": 0.5, "iou_mean_tumour": 0.5, "dice_pooled": 0.5,
+                          "iou_pooled": 0.5, "images": 4, "tumour_images": 3},
          "confidence_intervals_95": {"accuracy": [0.0, 1.0]}, "per_image": per_image}
     if volumes is not None:
-        m["volumes"] = {"per_patient": volumes, "dice_mean_per_patient":
-                        sum(volumes.values()) / len(volumes),
-                        "detection": {"sensitivity": 1.0, "specificity": 0.5}}
+        m["volumes"] = {"per_patient": volumes, "patients": len(volumes),
+                        "dice_mean_per_patient": sum(volumes.values()) / len(volumes),
+                        "detection": {"sensitivity": 1.0, "specificity": 0.5, "tp": 1,
+                                      "tn": 1, "fp": 1, "fn": 0}}
     path.mkdir(parents=True)
     (path / "metrics.json").write_text(json.dumps(m))
     return path / "metrics.json"

@@ -6,16 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from tumorscope.config import dump_config, expand_env, load_config
+from tumorscope.data import dataset_names
 from tumorscope.errors import ConfigError
-from tumorscope.training.config import expand_env, load_config
+from tumorscope.tasks import task_names
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_are_valid(path: Path) -> None:
+def test_shipped_configs_are_valid(path: Path, tmp_path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.data.test_fold != cfg.data.val_fold
+    assert cfg.data.dataset in dataset_names() and cfg.task in task_names()
+    (tmp_path / "again.yaml").write_text(dump_config(cfg))  # what a run writes, reloads as is
+    assert load_config(tmp_path / "again.yaml") == cfg
 
 
 def test_overrides_any_key() -> None:

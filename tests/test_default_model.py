@@ -14,16 +14,17 @@ pytestmark = pytest.mark.skipif(not (DEFAULT / "model.json").is_file(),
 
 
 def test_card_and_weights() -> None:
-    from tumorscope.checkpoint import load_checkpoint
+    from tumorscope.checkpoint.store import load_checkpoint
 
     size = (DEFAULT / "model.safetensors").stat().st_size
     assert size <= 25 * 1024 * 1024
     _, card = load_checkpoint(DEFAULT)  # loads strictly: weights match the card
-    assert card["classes"] == ["meningioma", "glioma", "pituitary"]
-    split = card["data"]["split"]
-    assert (split["test_fold"], split["val_fold"]) == (0, 1)
-    assert split["train"]["patients"] + split["val"]["patients"] + split["test"]["patients"] == 233
-    assert "not a medical device" in card["intended_use"].lower()
+    assert card.classes == ["meningioma", "glioma", "pituitary"]
+    split = card.data.split
+    assert split.train and split.val and split.test
+    assert (split.test_fold, split.val_fold) == (0, 1)
+    assert split.train.patients + split.val.patients + split.test.patients == 233
+    assert "not a medical device" in card.intended_use.lower()
     assert (DEFAULT / "README.md").is_file()
 
 
@@ -31,7 +32,7 @@ def test_card_and_weights() -> None:
 @pytest.mark.slow
 def test_held_out_metrics_reproduce(shared_data: Path, tmp_path: Path) -> None:
     """Re-evaluate on fold 0: the committed numbers must come out again, to the last digit."""
-    from tumorscope.evaluation import evaluate
+    from tumorscope.evaluation.evaluate import evaluate
 
     committed = json.loads((DEFAULT / "metrics-fold0.json").read_text())
     fresh = evaluate(DEFAULT, 0, tmp_path)

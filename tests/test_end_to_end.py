@@ -80,10 +80,17 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
     assert ev.returncode == 0, ev.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["fold_role"] == "test" and metrics["split"]["slices"] == 12
-    assert 0 <= metrics["classification"]["accuracy"] <= 1
-    assert sum(map(sum, metrics["classification"]["confusion_matrix"])) == 12
+    cls = metrics["classification"]
+    rows = metrics["per_image"]
+    assert len(rows) == 12
+    assert cls["accuracy"] == pytest.approx(sum(r["true"] == r["predicted"] for r in rows) / 12)
+    counted = [[sum(r["true"] == t and r["predicted"] == p for r in rows) for p in cls["classes"]]
+               for t in cls["classes"]]
+    assert cls["confusion_matrix"] == counted  # the matrix agrees with the per-slice rows
     report = (tmp_path / "eval" / "report.html").read_text()
-    assert "Confusion matrix" in report or "confusion matrix" in report
+    assert metrics["model_id"] in report and f"<td>{cls['accuracy']:.3f}</td>" in report
+    for name, scores in cls["per_class"].items():  # the per-class table shows every class
+        assert f"<td>{name}</td><td>{scores['precision']:.3f}</td>" in report
     assert report.count("data:image/png;base64") >= 3
     assert "Training curves" in report
 
@@ -108,7 +115,7 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
     assert half_card["weights_dtype"] == "float16" and half_card["validation"]
     size = (tmp_path / "half" / "model.safetensors").stat().st_size
     assert size < 0.6 * (run / "model" / "model.safetensors").stat().st_size
-    from tumorscope.inference import Predictor
+    from tumorscope.inference.predictor import Predictor
 
     full_p, half_p = (Predictor.from_checkpoint(p) for p in (run / "model", tmp_path / "half"))
     for mat in sorted(mat_dataset.glob("*.mat"))[:6]:
@@ -189,7 +196,7 @@ def test_onnx_export_agrees_with_pytorch(tmp_path: Path, tiny_model: Path,
 
     import numpy as np
 
-    from tumorscope.inference import Predictor
+    from tumorscope.inference.predictor import Predictor
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tumorscope.data import load_index
-from tumorscope.data.dataset import load_record
+from tumorscope.data.slices import load_record
 from tumorscope.errors import ScanReadError
 
 

@@ -11,6 +11,8 @@ import pytest
 from fixtures import make_lgg_dataset
 from tumorscope.data import load_index
 from tumorscope.data.splits import make_split
+from tumorscope.io import read_mask
+from tumorscope.metrics import dice_iou
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_index_orders_slices_numerically(lgg_root: Path) -> None:
 
 
 def test_plain_and_jpeg_tiff_both_read(tmp_path: Path) -> None:
-    from tumorscope.data.dataset import load_record
+    from tumorscope.data.slices import load_record
 
     for jpeg in (True, False):
         root = make_lgg_dataset(tmp_path / f"j{jpeg}", patients=1, slices=3, jpeg=jpeg)
@@ -77,7 +79,8 @@ output: {{root: {tmp_path / 'runs'}}}
     metrics = json.loads((out / "metrics.json").read_text())
     volumes = metrics["volumes"]
     assert volumes["patients"] == metrics["split"]["patients"] == 2
-    assert 0 <= volumes["dice_mean_per_patient"] <= 1
+    per_patient = volumes["per_patient"]
+    assert volumes["dice_mean_per_patient"] == pytest.approx(np.mean(list(per_patient.values())))
     low, high = volumes["dice_mean_per_patient_ci"]  # stored once, read by card and compare
     assert low <= volumes["dice_mean_per_patient"] <= high
     assert set(volumes["detection"]) >= {"sensitivity", "specificity"}
@@ -85,7 +88,11 @@ output: {{root: {tmp_path / 'runs'}}}
         import nibabel as nib
         from PIL import Image
 
-        assert nib.load(str(out / "patients" / files["nifti"])).shape == (64, 64, 12)
+        predicted = np.asarray(nib.load(str(out / "patients" / files["nifti"])).dataobj) > 0
+        assert predicted.shape == (64, 64, 12)
+        case = lgg_root / "kaggle_3m" / patient  # the volume Dice, recomputed from the files
+        true = np.stack([read_mask(case / f"{patient}_{n}_mask.tif") for n in range(1, 13)], -1)
+        assert dice_iou(predicted, true)[0] == pytest.approx(per_patient[patient])
         with Image.open(out / "patients" / files["gif"]) as gif:
             assert gif.n_frames == 12, patient
     assert "Patient volumes" in (out / "report.html").read_text()
@@ -96,7 +103,7 @@ output: {{root: {tmp_path / 'runs'}}}
 
 @pytest.mark.realdata
 def test_real_lgg_loads(shared_data: Path) -> None:
-    from tumorscope.data.dataset import load_record
+    from tumorscope.data.slices import load_record
 
     index = load_index("lgg", shared_data / "lgg")
     assert len(index.records) == 3929 and len(index.patients) == 110

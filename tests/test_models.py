@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tumorscope.checkpoint import load_checkpoint, save_checkpoint
+from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.models import build_joint
 
@@ -59,7 +59,7 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     model = build_joint("unet", "resnet18", 2).eval()
     save_checkpoint(tmp_path / "m", model.state_dict(), _card(), half=True)
     loaded, card = load_checkpoint(tmp_path / "m")
-    assert card["model_id"].startswith("t-") and card["weights_dtype"] == "float16"
+    assert card.id.startswith("t-") and card.weights_dtype == "float16"
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)[1], model(x)[1], atol=5e-2, rtol=5e-2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tumorscope.data import load_index
-from tumorscope.data.dataset import SliceDataset, load_record
+from tumorscope.data.slices import SliceDataset, load_record
 from tumorscope.data.splits import make_split
 
 pytestmark = pytest.mark.realdata

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from test_end_to_end import write_config
+from tumorscope.config import load_config
 from tumorscope.data.sampling import EpochOrder
-from tumorscope.training import run as run_module
-from tumorscope.training.config import load_config
+from tumorscope.training.run import train
 
 pytestmark = pytest.mark.slow
 
@@ -53,27 +53,22 @@ def _last(cfg) -> dict:  # type: ignore[no-untyped-def]
                       weights_only=False)
 
 
-def test_mid_epoch_resume_matches_uninterrupted_run(tmp_path: Path, mat_dataset: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mid_epoch_resume_matches_uninterrupted_run(tmp_path: Path, mat_dataset: Path) -> None:
     cfg_path = write_config(tmp_path, mat_dataset, epochs=2, log_every_n_steps=1)
     overrides = ["augment.enabled=true", "model.dropout=0.5"]
     straight = load_config(cfg_path, ["output.run_name=straight", *overrides])
-    run_module.train(straight)
+    train(straight)
     steps_per_epoch = _last(straight)["global_step"] // 2
     stop = steps_per_epoch + steps_per_epoch // 2  # in the middle of the second epoch
     assert stop % steps_per_epoch > 0
 
     interrupted = load_config(cfg_path, ["output.run_name=interrupted", *overrides])
-    original = run_module._callbacks
-    monkeypatch.setattr(run_module, "_callbacks",
-                        lambda *a, **k: [*original(*a, **k), _StopAt(stop)])
     with pytest.raises(_Interrupt):
-        run_module.train(interrupted)
-    monkeypatch.setattr(run_module, "_callbacks", original)
+        train(interrupted, callbacks=[_StopAt(stop)])
     step_ckpt = torch.load(interrupted.run_dir / "checkpoints" / "step.ckpt",
                            map_location="cpu", weights_only=False)
     assert step_ckpt["global_step"] == stop
-    run_module.train(interrupted, resume=True)
+    train(interrupted, resume=True)
 
     a, b = _last(straight)["state_dict"], _last(interrupted)["state_dict"]
     assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)

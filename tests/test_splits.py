@@ -8,6 +8,7 @@ import pytest
 
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.splits import make_split, patient_folds
+from tumorscope.errors import ScanReadError
 
 
 def _index(n_patients: int = 30, with_folds: bool = False) -> DatasetIndex:
@@ -54,5 +55,5 @@ def test_shipped_split_with_patient_in_two_folds_is_refused() -> None:
     r = index.records[0]
     other_fold = (r.fold + 1) % 5
     index.records.append(Record("x", Path("x.png"), None, r.label, r.patient, fold=other_fold))
-    with pytest.raises(ValueError, match="appears in folds"):
+    with pytest.raises(ScanReadError, match="appears in folds"):
         make_split(index, 5, 0, 1, seed=0)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorscope.data.dataset import SliceDataset
+from tumorscope.config import ExperimentConfig, JointExperiment, require_task
+from tumorscope.data.prepare import prepare_split
+from tumorscope.data.slices import SliceDataset
 from tumorscope.io.writers import write_png
 from tumorscope.reporting.overlay import overlay
-from tumorscope.training.config import ExperimentConfig
-from tumorscope.training.run import prepare_split
 from tumorscope.transforms.augment import build_augment
 
 
@@ -22,6 +22,7 @@ def preview_grid(cfg: ExperimentConfig, out: Path, samples: int = 6, variants: i
 
     random.seed(seed)
     np.random.seed(seed)
+    cfg = require_task(cfg, JointExperiment)
     _, split = prepare_split(cfg)
     m = cfg.model
     records = [r for r in split.train if r.label > 0 or r.mask is None][:: max(1, len(

@@ -11,7 +11,7 @@ from tumorscope.locations import default_checkpoint, named_config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tumorscope.training.config import load_config
+    from tumorscope.config import load_config
     from tumorscope.training.run import config_for_resume, train
 
     overrides = list(args.overrides)
@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = train(cfg, resume=args.resume is not None, data_root=args.data_root)
     print(f"model written to {out}")
     if args.test:
-        from tumorscope.evaluation import evaluate
+        from tumorscope.evaluation.evaluate import evaluate
 
         evaluate(out, cfg.data.test_fold, cfg.run_dir / "eval-test", args.data_root)
         print(f"test-fold report: {cfg.run_dir / 'eval-test' / 'report.html'}")
@@ -47,8 +47,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tumorscope.checkpoint import read_card
-    from tumorscope.evaluation import evaluate
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.evaluation.evaluate import evaluate
 
     ckpt = args.checkpoint or default_checkpoint()
     card = read_card(ckpt)
@@ -76,8 +76,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tumorscope.inference import Predictor
-    from tumorscope.predict import predict_files
+    from tumorscope.inference.outputs import predict_files
+    from tumorscope.inference.predictor import Predictor
 
     if not args.files and not args.image_path:
         raise TumorscopeError("predict", "give at least one scan file (or --image-path FILE)")
@@ -106,8 +106,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("safetensors" if args.run else "onnx")
     if fmt == "onnx":
-        from tumorscope.checkpoint import checkpoint_paths, load_checkpoint
-        from tumorscope.runtime import ONNX_NAME, export_onnx
+        from tumorscope.checkpoint.store import checkpoint_paths, load_checkpoint
+        from tumorscope.inference.runtime import ONNX_NAME, export_onnx
 
         if args.checkpoint is None:
             raise TumorscopeError("--format onnx", "give the model with --checkpoint DIR")
@@ -129,9 +129,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     import json
 
-    from tumorscope.checkpoint import read_card
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.evaluation.card_markdown import render_model_card
     from tumorscope.io.writers import write_atomic
-    from tumorscope.reporting.model_card import render_model_card
 
     metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
     text = render_model_card(read_card(args.checkpoint), metrics, args.reproduce)
@@ -145,7 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from tumorscope.checkpoint import read_card
+    from tumorscope.checkpoint.store import read_card
 
     ckpt = (args.checkpoint or default_checkpoint()).resolve()
     read_card(ckpt)  # fail here, with a clear message, rather than in a worker
@@ -174,7 +174,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import shlex
 
-    from tumorscope.reporting.comparison import write_comparison
+    from tumorscope.evaluation.compare import write_comparison
 
     words = ["tumorscope", "compare", *map(str, args.metrics)]
     words += ["--names", *args.names] if args.names else []
@@ -187,7 +187,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from tumorscope.augment_preview import preview_grid
-    from tumorscope.training.config import load_config
+    from tumorscope.config import load_config
 
     config = args.config or (named_config(args.model) if args.model else None)
     if config is None:
@@ -218,7 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from tumorscope.checkpoint import read_card
+    from tumorscope.checkpoint.store import read_card
 
     card = read_card(args.checkpoint or default_checkpoint())
     card.pop("training_config", None)

@@ -35,10 +35,10 @@ def held_out_examples(figshare: Path, fold: int, per_class: int = 1) -> list[tup
 
 def run_demo(out: Path, checkpoint: Path | None = None) -> list[dict[str, Any]]:
     """Predict held-out scans with the default (or given) model; train a quick one if none."""
-    from tumorscope.checkpoint import read_card
-    from tumorscope.inference import Predictor
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.inference.outputs import predict_files
+    from tumorscope.inference.predictor import Predictor
     from tumorscope.locations import default_checkpoint
-    from tumorscope.predict import predict_files
 
     figshare = data_root() / "figshare"
     if not (figshare / "meta.csv").is_file():
@@ -49,7 +49,7 @@ def run_demo(out: Path, checkpoint: Path | None = None) -> list[dict[str, Any]]:
     except TumorscopeError:
         ckpt = _quick_model(out)
     card = read_card(ckpt)
-    fold = int(card["data"]["split"]["test_fold"])
+    fold = card.data.split.test_fold
     examples = held_out_examples(figshare, fold)
     records = predict_files(Predictor.from_checkpoint(ckpt), [p for p, _ in examples], out)
     for record, (_, truth) in zip(records, examples, strict=True):
@@ -59,8 +59,8 @@ def run_demo(out: Path, checkpoint: Path | None = None) -> list[dict[str, Any]]:
 
 def _quick_model(out: Path) -> Path:
     """No shipped model: train a small one for a few minutes on the CPU, then evaluate it."""
-    from tumorscope.evaluation import evaluate
-    from tumorscope.training.config import load_config
+    from tumorscope.config import load_config
+    from tumorscope.evaluation.evaluate import evaluate
     from tumorscope.training.run import train
 
     print("No default model found: training a small demo model (a few minutes on CPU)...")

@@ -6,7 +6,7 @@ class never predicted is 0 (as scikit-learn's ``zero_division=0``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,3 +122,10 @@ def detection_rates(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) ->
     return {"sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
             "specificity": tn / (tn + fp) if tn + fp else float("nan"),
             "tp": tp, "tn": tn, "fp": fp, "fn": fn}
+
+
+def per_patient_dice_ci(per_patient: Mapping[str, float], n_resamples: int = 1000
+                        ) -> tuple[float, float]:
+    """95% bootstrap interval (over patients) of the mean per-patient volume Dice."""
+    values = np.array(list(per_patient.values()), dtype=float)
+    return bootstrap_ci(values, np.mean, n_resamples)

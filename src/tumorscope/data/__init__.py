@@ -1,24 +1,7 @@
-"""Datasets, patient-level splits and the torch dataset."""
+"""Datasets (registered by name), patient-level splits and the torch datasets."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
+from tumorscope.data import figshare, imagefolder, lgg  # noqa: F401  (register the built-ins)
 from tumorscope.data.records import DatasetIndex, Record
-from tumorscope.errors import ConfigError
+from tumorscope.data.registry import dataset_names, load_index, register_dataset
 
-
-def load_index(kind: str, root: Path) -> DatasetIndex:
-    """Index dataset ``kind`` ('figshare', 'figshare-mat', 'imagefolder') found at ``root``."""
-    from tumorscope.data.figshare import load_figshare_compact, load_figshare_mat
-    from tumorscope.data.imagefolder import load_imagefolder
-    from tumorscope.data.lgg import load_lgg
-
-    loaders = {"figshare": load_figshare_compact, "figshare-mat": load_figshare_mat,
-               "imagefolder": load_imagefolder, "lgg": load_lgg}
-    if kind not in loaders:
-        raise ConfigError("data.dataset", f"unknown dataset {kind!r}; known: {sorted(loaders)}")
-    return loaders[kind](root)
-
-
-__all__ = ["DatasetIndex", "Record", "load_index"]
+__all__ = ["DatasetIndex", "Record", "dataset_names", "load_index", "register_dataset"]

@@ -10,12 +10,14 @@ import csv
 from pathlib import Path
 
 from tumorscope.data.records import DatasetIndex, Record
+from tumorscope.data.registry import register_dataset
 from tumorscope.errors import ScanReadError
 
 CLASSES = ["meningioma", "glioma", "pituitary"]
 _REQUIRED = {"id", "pid", "label", "fold"}
 
 
+@register_dataset("figshare")
 def load_figshare_compact(root: Path) -> DatasetIndex:
     """Index ``root/images/<id>.jpg``, ``root/masks/<id>.png`` and ``root/meta.csv``."""
     meta = root / "meta.csv"
@@ -48,6 +50,7 @@ def load_figshare_compact(root: Path) -> DatasetIndex:
                         {"layout": "compact", "split": "meta.csv fold column (patient-wise)"})
 
 
+@register_dataset("figshare-mat")
 def load_figshare_mat(root: Path) -> DatasetIndex:
     """Index a folder of original ``<id>.mat`` slices; patient and label come from each file."""
     from tumorscope.io.matlab import read_figshare_mat

@@ -10,10 +10,12 @@ import csv
 from pathlib import Path
 
 from tumorscope.data.records import DatasetIndex, Record
+from tumorscope.data.registry import register_dataset
 from tumorscope.errors import ScanReadError
 from tumorscope.io import SUPPORTED, scan_suffix
 
 
+@register_dataset("imagefolder")
 def load_imagefolder(root: Path, patient_separator: str = "_") -> DatasetIndex:
     """Index an image folder; classes are the sub-folder names (``masks`` excluded), sorted."""
     if not root.is_dir():

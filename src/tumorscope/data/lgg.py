@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tumorscope.data.records import DatasetIndex, Record
+from tumorscope.data.registry import register_dataset
 from tumorscope.errors import ScanReadError
 
 CLASSES = ["no tumour", "tumour"]
@@ -42,6 +43,7 @@ def read_clinical(path: Path) -> dict[str, dict[str, str]]:
         return {row["Patient"]: row for row in csv.DictReader(f, delimiter=";")}
 
 
+@register_dataset("lgg")
 def load_lgg(root: Path) -> DatasetIndex:
     """Index every slice; masks are read once to know which slices show tumour."""
     cases_dir = _case_root(root)

@@ -2,8 +2,9 @@
 
 The order of an epoch and each sample's augmentation seed are functions of
 ``(seed, epoch)`` only, so a resumed run sees the same batches, augmented the same way, as
-an uninterrupted one. :class:`ResumableLoader` tells Lightning where in the epoch it
-stopped (``state_dict``), and skips what was already trained on when it resumes.
+an uninterrupted one. :class:`ResumableLoader` reports where in the epoch it stopped
+(``state_dict``, stored by Lightning in checkpoints through the stateful-loader protocol; this
+module does not import Lightning) and skips what was already trained on when it resumes.
 Under DDP each rank takes its own shard of the order (the training shard padded so every
 rank runs the same number of steps, as ``DistributedSampler`` does).
 """
@@ -11,9 +12,9 @@ rank runs the same number of steps, as ``DistributedSampler`` does).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -53,7 +54,7 @@ class EpochOrder(Sampler[tuple[int, int]]):
 class ResumableLoader(DataLoader):
     """A DataLoader over :class:`EpochOrder` whose position survives a checkpoint.
 
-    ``batches_done`` is kept up to date by :class:`ResumableData`; Lightning stores
+    ``batches_done`` is kept up to date by ``training.callbacks.ResumableData``; Lightning stores
     :meth:`state_dict` in its checkpoints and calls :meth:`load_state_dict` on resume.
     """
 
@@ -77,28 +78,10 @@ class ResumableLoader(DataLoader):
         self.batches_done = done
 
 
-class ResumableData(L.Callback):
-    """Shards the loaders' orders by rank and records training progress within the epoch."""
+@dataclass
+class Loaders:
+    """What a task's data builder hands to training: loaders and normalisation statistics."""
 
-    def __init__(self, train: ResumableLoader, val: ResumableLoader | None = None) -> None:
-        self.train, self.val = train, val
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for loader in (self.train, self.val):
-            if loader is not None:
-                loader.order.rank, loader.order.world = trainer.global_rank, trainer.world_size
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.train.batches_done and trainer.progress_bar_callback is not None:
-            # resumed mid-epoch: Lightning skips on_train_epoch_start, so the bar has no total
-            trainer.progress_bar_callback.on_train_epoch_start(trainer, pl_module)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.train.batches_done, self.train.epoch_finished = 0, False  # not called mid-epoch
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
-        # runs before the checkpoint callbacks, which Lightning always orders last
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        self.train.batches_done = done
-        self.train.epoch_finished = done >= trainer.num_training_batches
+    train: ResumableLoader
+    val: ResumableLoader | None
+    stats: tuple[float, float] | None = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tumorscope.data.records import DatasetIndex, Record
+from tumorscope.errors import ConfigError, ScanReadError
 
 
 def patient_folds(records: list[Record], n_folds: int, seed: int) -> dict[str, int]:
@@ -20,7 +21,9 @@ def patient_folds(records: list[Record], n_folds: int, seed: int) -> dict[str, i
         strata[r.patient] = max(strata.get(r.patient, r.label), r.label)
     patients = sorted(strata)
     if len(patients) < n_folds:
-        raise ValueError(f"{len(patients)} patients cannot fill {n_folds} folds")
+        raise ConfigError("data.folds", f"{len(patients)} patient(s) cannot fill {n_folds} "
+                          f"folds; set data.folds to at most {len(patients)} (at least 2) or "
+                          "add patients")
     labels = np.array([strata[p] for p in patients])
     if np.bincount(labels).min(initial=n_folds) < n_folds:  # a rare stratum: plain shuffle
         labels = np.zeros_like(labels)
@@ -40,10 +43,13 @@ def assign_folds(index: DatasetIndex, n_folds: int, seed: int, source: str) -> d
         fold_of: dict[str, int] = {}
         for r in shipped:
             if fold_of.setdefault(r.patient, int(r.fold)) != r.fold:  # type: ignore[arg-type]
-                raise ValueError(f"patient {r.patient} appears in folds {fold_of[r.patient]} "
-                                 f"and {r.fold}")
+                raise ScanReadError(index.root, f"patient {r.patient} appears in folds "
+                                    f"{fold_of[r.patient]} and {r.fold} of the shipped split")
         return fold_of
-    return patient_folds(index.records, n_folds, seed)
+    try:
+        return patient_folds(index.records, n_folds, seed)
+    except ConfigError as err:
+        raise ConfigError(index.root, f"data.folds: {err.problem}") from None
 
 
 @dataclass

@@ -11,15 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from tumorscope.checkpoint import save_checkpoint
-from tumorscope.data.dataset import SliceDataset
+from tumorscope.checkpoint.card import build_card
+from tumorscope.checkpoint.store import save_checkpoint
+from tumorscope.config import JointExperiment
+from tumorscope.data.prepare import prepare_split
+from tumorscope.data.slices import SliceDataset
 from tumorscope.models import joint_from_config
 from tumorscope.progress import track
-from tumorscope.training.config import ExperimentConfig
-from tumorscope.training.run import model_card, prepare_split
+from tumorscope.transforms.slice2d import card_preprocessing
 
 
-def train_plain(cfg: ExperimentConfig, out: Path) -> Path:
+def train_plain(cfg: JointExperiment, out: Path) -> Path:
     """Train for ``cfg.trainer.epochs`` with a bare loop; writes ``out/model``."""
     if (out / "model" / "model.json").is_file():
         return out / "model"
@@ -41,6 +43,7 @@ def train_plain(cfg: ExperimentConfig, out: Path) -> Path:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    card = model_card(cfg, index, split, None, recipe="plain PyTorch loop: Adam 1e-3, "
-                      "BCE + CE, no augmentation, no EMA, no scheduler, fp32")
+    card = build_card(cfg, index, split, card_preprocessing(cfg, None),
+                      recipe="plain PyTorch loop: Adam 1e-3, BCE + CE, no augmentation, no EMA, "
+                      "no scheduler, fp32")
     return Path(save_checkpoint(out / "model", model.state_dict(), card)).parent

@@ -8,16 +8,16 @@ held-out test fold.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tumorscope.evaluation import evaluate
+from tumorscope.config import JointExperiment, load_config, require_task
+from tumorscope.evaluation.compare import Evaluation, paired_differences
+from tumorscope.evaluation.evaluate import evaluate
+from tumorscope.evaluation.result import EvaluationResult, read_result
 from tumorscope.experiments.baseline import train_plain
-from tumorscope.reporting.comparison import Evaluation, paired_differences
-from tumorscope.training.config import ExperimentConfig, load_config
 from tumorscope.training.run import latest_checkpoint, train
 
 BUDGET = ["model.input_size=128", "trainer.epochs=4", "early_stopping.enabled=false"]
@@ -37,23 +37,24 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0].lower()).strip("-")
 
 
-def _config(base: Path, root: Path, name: str, overrides: list[str]) -> ExperimentConfig:
-    return load_config(base, [*BUDGET, *overrides, f"output.root={root}",
-                              f"output.run_name={_slug(name)}"])
+def _config(base: Path, root: Path, name: str, overrides: list[str]) -> JointExperiment:
+    cfg = load_config(base, [*BUDGET, *overrides, f"output.root={root}",
+                             f"output.run_name={_slug(name)}"])
+    return require_task(cfg, JointExperiment)
 
 
-def _trained(cfg: ExperimentConfig) -> Path:
+def _trained(cfg: JointExperiment) -> Path:
     model = cfg.run_dir / "model"
     if (model / "model.json").is_file():
         return model
     return train(cfg, resume=latest_checkpoint(cfg.run_dir) is not None)
 
 
-def _evaluated(model: Path, fold: int, out: Path) -> dict[str, Any]:
+def _evaluated(model: Path, fold: int, out: Path) -> EvaluationResult:
     cached = out / "metrics.json"
     if not cached.is_file():
         evaluate(model, fold, out, allow_train_fold=False)
-    return json.loads(cached.read_text())  # the same form whether fresh or cached
+    return read_result(cached)  # the same form whether fresh or cached
 
 
 def run_suite(base: Path, default_model: Path, root: Path) -> dict[str, Any]:
@@ -79,10 +80,11 @@ def run_suite(base: Path, default_model: Path, root: Path) -> dict[str, Any]:
             "val_fold": recipe_cfg.data.val_fold, "budget": BUDGET}
 
 
-def _row(name: str, m: dict[str, Any], ref: dict[str, Any] | None = None) -> str:
-    c, s = m["classification"], m["segmentation"]
-    cells = [c["accuracy"], c["macro_f1"], s["dice_mean_tumour"]]
-    cells += [c["per_class"][k]["f1"] for k in ("meningioma", "glioma", "pituitary")]
+def _row(name: str, m: EvaluationResult, ref: EvaluationResult | None = None) -> str:
+    c, s = m.classification, m.segmentation
+    assert c is not None and s is not None  # joint-task evaluations
+    cells = [c.accuracy, c.macro_f1, s.dice_mean_tumour]
+    cells += [c.per_class[k].f1 for k in ("meningioma", "glioma", "pituitary")]
     text = " | ".join(f"{v:.3f}" for v in cells)
     if ref is not None:
         diff = paired_differences(Evaluation("reference", Path(), ref), Evaluation(name, Path(), m))
@@ -93,7 +95,7 @@ def _row(name: str, m: dict[str, Any], ref: dict[str, Any] | None = None) -> str
 
 def write_results(numbers: dict[str, Any], out: Path, default_model: Path) -> Path:
     """Render docs/results.md and its figures (docs/results/*.png)."""
-    from tumorscope.inference import Predictor
+    from tumorscope.inference.predictor import Predictor
     from tumorscope.io import read_mask, read_scan
     from tumorscope.io.writers import write_atomic, write_png
     from tumorscope.reporting.overlay import overlay
@@ -103,38 +105,38 @@ def write_results(numbers: dict[str, Any], out: Path, default_model: Path) -> Pa
     figures.mkdir(parents=True, exist_ok=True)
     held = numbers["held_out"]
     default = held["default model (full budget)"]
-    cls = default["classification"]
+    cls = default.classification
+    assert cls is not None
     (figures / "confusion-matrix.png").write_bytes(
-        confusion_matrix_png(np.array(cls["confusion_matrix"]), cls["classes"]))
-    dice = np.array([r["dice"] for r in default["per_image"] if r["has_tumour"]])
+        confusion_matrix_png(np.array(cls.confusion_matrix), cls.classes))
+    dice = np.array([r.dice for r in default.per_image if r.has_tumour])
     (figures / "dice-histogram.png").write_bytes(
         histogram_png(dice, f"Dice per tumour slice, fold {numbers['test_fold']}", "Dice"))
-    tumour = sorted((r for r in default["per_image"] if r["has_tumour"]), key=lambda r: r["dice"])
+    tumour = sorted((r for r in default.per_image if r.has_tumour), key=lambda r: r.dice)
     cases = {"good": tumour[-4:][::-1], "bad": tumour[:4]}
     predictor = Predictor.from_checkpoint(default_model, backend="torch")
     gallery = []
     for kind, rows in cases.items():
         for r in rows:
-            scan = read_scan(r["image"])
+            scan = read_scan(r.image)
             pred = predictor.predict_scan(scan)
-            true = read_mask(Path(r["image"]).parent.parent / "masks" / f"{r['id']}.png")
-            name = f"{kind}-{r['id']}.png"
+            true = read_mask(Path(r.image).parent.parent / "masks" / f"{r.id}.png")
+            name = f"{kind}-{r.id}.png"
             write_png(figures / name, overlay(scan.array, pred.mask, true))
-            gallery.append(f"| {kind} | ![{r['id']}](results/{name}) | {r['id']} (patient "
-                           f"{r['patient']}) | {r['true']} | {r['predicted']} | "
-                           f"{r['dice']:.2f} |")
+            gallery.append(f"| {kind} | ![{r.id}](results/{name}) | {r.id} (patient "
+                           f"{r.patient}) | {r.true} | {r.predicted} | {r.dice:.2f} |")
     header = ("| | accuracy | macro-F1 | Dice (tumour slices) | F1 meningioma | F1 glioma | "
               "F1 pituitary |")
     rule = "| --- | --- | --- | --- | --- | --- | --- |"
     abl = numbers["ablations"]
     ref = next(iter(abl.values()))
-    ci = default["confidence_intervals_95"]
+    ci = default.confidence_intervals_95
     text = f"""# Results
 
 Generated by `tumorscope results` (do not edit by hand). figshare T1-CE slices, patient-wise
 folds from `meta.csv`: training folds 2-4, settings chosen on fold {numbers['val_fold']},
-measured on held-out fold {numbers['test_fold']} ({default['split']['slices']} slices,
-{default['split']['patients']} patients). Patients never cross folds.
+measured on held-out fold {numbers['test_fold']} ({default.split.slices} slices,
+{default.split.patients} patients). Patients never cross folds.
 
 ## Held-out fold {numbers['test_fold']}
 

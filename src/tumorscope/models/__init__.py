@@ -1,6 +1,8 @@
-"""Networks: the joint classify+segment UNet, with a registry for later families."""
+"""Networks: the joint classify+segment UNet (smp or MONAI BasicUNet) and encoder weights.
+
+Which network a task uses is recorded in the task registry (tumorscope.tasks.registry).
+"""
 
 from tumorscope.models.joint import build_joint, joint_from_config
-from tumorscope.models.registry import available, get_builder
 
-__all__ = ["available", "build_joint", "get_builder", "joint_from_config"]
+__all__ = ["build_joint", "joint_from_config"]

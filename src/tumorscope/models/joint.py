@@ -13,7 +13,6 @@ from torch import nn
 
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.models.pretrained import LITE0_PACKAGE, load_encoder_file, load_lite0_package
-from tumorscope.models.registry import register
 
 ARCHS = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN}
 
@@ -71,7 +70,6 @@ def _is_local(weights: str) -> bool:
         (".pt", ".pth", ".safetensors", ".bin"))
 
 
-@register("joint")
 def joint_from_config(model_cfg: dict[str, object], num_classes: int,
                       load_pretrained: bool = True) -> nn.Module:
     """Build from the ``model`` config section (a plain dict, as stored in model cards)."""

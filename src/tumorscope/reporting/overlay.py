@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tumorscope.transforms.preprocess import scale_intensity, to_channels
+from tumorscope.transforms.slice2d import scale_intensity, to_channels
 
 PRED_COLOUR = (255, 215, 0)
 TRUE_COLOUR = (0, 200, 80)

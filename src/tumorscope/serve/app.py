@@ -31,7 +31,7 @@ from tumorscope.errors import (
     TumorscopeError,
     UnsupportedFormatError,
 )
-from tumorscope.inference import Predictor
+from tumorscope.inference.predictor import Predictor
 from tumorscope.io import read_scan_bytes
 from tumorscope.io.writers import write_atomic
 from tumorscope.reporting.overlay import display_rgb
@@ -59,10 +59,6 @@ class ServeSettings:
     max_concurrency: int = 4
     backend: str = "auto"
     save_uploads: Path | None = None  # keep accepted uploads here (opt-in, e.g. for audit)
-
-
-def _summary(card: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in card.items() if k != "training_config"}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -195,7 +191,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/api/v1/models", response_model=list[ModelInfo])
     def models() -> list[dict[str, Any]]:
         p: Predictor = app.state.predictor
-        return [{"model_id": p.model_id, "card": _summary(p.card)}]
+        return [{"model_id": p.model_id, "card": p.card.summary()}]
 
     @app.post("/api/v1/predict", response_model=PredictResponse, responses=errors,
               openapi_extra={"requestBody": {"required": True, "content": {

@@ -3,18 +3,20 @@ validation metrics reduced across processes (DDP-safe)."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
+import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tumorscope.config import JointExperiment
+from tumorscope.metrics import classification_metrics, confusion_matrix, per_image_dice
 from tumorscope.models import joint_from_config
-from tumorscope.training.config import ExperimentConfig
-from tumorscope.training.rng import rng_states, set_rng_states
+from tumorscope.tasks.optim import configure_optimisation, parameter_groups
+from tumorscope.tasks.rng import rng_states, set_rng_states
 
 
 def _segmentation_loss(name: str) -> nn.Module:
@@ -44,7 +46,7 @@ class JointTask(L.LightningModule):
                  stats: tuple[float, float] | None = None, load_pretrained: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = ExperimentConfig.model_validate(config)
+        self.cfg = JointExperiment.model_validate(config)
         self.classes = classes
         self.model = joint_from_config(self.cfg.model.model_dump(), len(classes),
                                        load_pretrained=load_pretrained)
@@ -97,8 +99,8 @@ class JointTask(L.LightningModule):
 
     def _reset_val(self) -> None:
         k = len(self.classes)
-        self._cm = torch.zeros(k, k, dtype=torch.float64)
-        self._dice = torch.zeros(2, dtype=torch.float64)  # sum of Dice over tumour images, count
+        self._cm = np.zeros((k, k), dtype=np.int64)
+        self._dice = np.zeros(2, dtype=np.float64)  # sum of Dice over tumour images, count
 
     def on_validation_epoch_start(self) -> None:
         self._reset_val()
@@ -107,68 +109,24 @@ class JointTask(L.LightningModule):
         mask_logits, class_logits = self.eval_model()(batch["image"])
         losses = self._losses(batch, mask_logits, class_logits)
         self.log("val/loss", losses["loss"], sync_dist=True, batch_size=batch["image"].shape[0])
-        pred = class_logits.argmax(1).cpu()
-        idx = batch["label"].cpu() * len(self.classes) + pred
-        self._cm += torch.bincount(idx, minlength=len(self.classes) ** 2).view_as(self._cm)
-        pm = (mask_logits > 0).flatten(1).float()
-        tm = (batch["mask"] > 0.5).flatten(1).float()
-        inter, total = (pm * tm).sum(1), pm.sum(1) + tm.sum(1)
-        tumour = tm.sum(1) > 0
-        dice = (2 * inter / total.clamp(min=1))[tumour]
-        self._dice += torch.tensor([dice.sum().item(), float(tumour.sum())],
-                                   dtype=torch.float64)
+        # the same metric code as `tumorscope evaluate` (metrics.py), on this batch
+        self._cm += confusion_matrix(batch["label"].cpu().numpy(),
+                                     class_logits.argmax(1).cpu().numpy(), len(self.classes))
+        pred = (mask_logits > 0).cpu().numpy()[:, 0]
+        true = (batch["mask"] > 0.5).cpu().numpy()[:, 0]
+        tumour = true.any(axis=(1, 2))
+        self._dice += [per_image_dice(pred[tumour], true[tumour]).sum(), tumour.sum()]
 
     def on_validation_epoch_end(self) -> None:
-        cm = self.trainer.strategy.reduce(self._cm.to(self.device), reduce_op="sum").cpu()
-        dice = self.trainer.strategy.reduce(self._dice.to(self.device), reduce_op="sum").cpu()
-        tp = cm.diag()
-        precision = tp / cm.sum(0).clamp(min=1)
-        recall = tp / cm.sum(1).clamp(min=1)
-        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
-        acc = float(tp.sum() / cm.sum().clamp(min=1))
-        macro_f1 = float(f1.mean())
+        reduce = self.trainer.strategy.reduce
+        cm = reduce(torch.from_numpy(self._cm).to(self.device), reduce_op="sum").cpu().numpy()
+        dice = reduce(torch.from_numpy(self._dice).to(self.device), reduce_op="sum").cpu()
+        scores = classification_metrics(cm, self.classes)
+        acc, macro_f1 = cast(float, scores["accuracy"]), cast(float, scores["macro_f1"])
         mean_dice = float(dice[0] / dice[1]) if dice[1] > 0 else 0.0
         self.log_dict({"val/acc": acc, "val/macro_f1": macro_f1, "val/dice": mean_dice,
                        "val/score": (macro_f1 + mean_dice) / 2}, prog_bar=True)
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        o, s = self.cfg.optim, self.cfg.scheduler
-        encoder = list(self.model.encoder.parameters())
-        enc_ids = {id(p) for p in encoder}
-        rest = [p for p in self.model.parameters() if id(p) not in enc_ids]
-        groups = [{"params": encoder, "lr": o.lr * o.encoder_lr_mult, "name": "encoder"},
-                  {"params": rest, "lr": o.lr, "name": "head"}]
-        if o.name == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=0.9,
-                                                         weight_decay=o.weight_decay, nesterov=True)
-        elif o.name == "adam":
-            opt = torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
-        else:
-            opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
-        if s.name == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode=self.cfg.early_stopping.mode, factor=s.factor, patience=s.patience,
-                min_lr=s.min_lr)
-            return {"optimizer": opt, "lr_scheduler": {
-                "scheduler": sched, "monitor": self.cfg.early_stopping.monitor,
-                "interval": "epoch"}}
-        epochs = self.cfg.trainer.epochs
-        floor = s.min_lr / o.lr
-
-        def factor(epoch: int, frozen: bool) -> float:
-            if frozen and epoch < o.freeze_encoder_epochs:
-                return 0.0  # transfer learning: train only decoder and heads first
-            value = 1.0
-            if s.warmup_epochs and epoch < s.warmup_epochs:
-                value = (epoch + 1) / (s.warmup_epochs + 1)
-            if s.name == "cosine":
-                start = max(s.warmup_epochs, o.freeze_encoder_epochs if frozen else 0)
-                span = max(1, epochs - start)
-                t = min(1.0, max(0.0, (epoch - start) / span))
-                value *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-            return value
-
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, [lambda e: factor(e, True), lambda e: factor(e, False)])
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return configure_optimisation(self.cfg, parameter_groups(self.model, self.model.encoder))

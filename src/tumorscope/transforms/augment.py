@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import albumentations as A
 
-from tumorscope.training.config import AugmentConfig
+from tumorscope.config import Augment2DConfig
 
 
-def build_augment(cfg: AugmentConfig) -> A.Compose | None:
+def build_augment(cfg: Augment2DConfig) -> A.Compose | None:
     """An albumentations pipeline for ``(H, W, C)`` float images in [0, 1], or None."""
     if not cfg.enabled:
         return None

@@ -1,14 +1,19 @@
-"""Preprocessing shared by training and inference, so a model sees the same input either way:
-channels -> [0, 1] intensity -> resize -> normalisation ("instance" or "global")."""
+"""2D slice preprocessing shared by training and inference, so a model sees the same input
+either way: channels -> [0, 1] intensity -> resize -> normalisation ("instance" or "global").
+
+:class:`SlicePreprocessing` is the model card's ``preprocessing`` section for 2D slice models.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from tumorscope.errors import ScanReadError
+from tumorscope.errors import ConfigError, ScanReadError
 
 
 def to_channels(array: np.ndarray, channels: int, path: Path | str | None = None) -> np.ndarray:
@@ -58,9 +63,10 @@ def normalise(array: np.ndarray, mode: str, stats: tuple[float, float] | None = 
         return (array - mean) / (std + 1e-6)
     if mode == "global":
         if stats is None:
-            raise ValueError("global normalisation needs dataset (mean, std)")
+            raise ConfigError("normalization", "global normalisation needs the training set's "
+                              "(mean, std), and none were given (preprocessing.stats)")
         return (array - stats[0]) / (stats[1] + 1e-6)
-    raise ValueError(f"unknown normalisation {mode!r}")
+    raise ConfigError("normalization", f"unknown normalisation {mode!r} (instance, global)")
 
 
 def load_model_input(array: np.ndarray, channels: int, size: int,
@@ -68,3 +74,30 @@ def load_model_input(array: np.ndarray, channels: int, size: int,
     """Raw ``(C, H, W)`` pixels -> ``(channels, size, size)`` float32 in [0, 1] (not yet
     normalised: augmentation happens between this step and :func:`normalise`)."""
     return resize_image(scale_intensity(to_channels(array, channels, path)), size)
+
+
+INTENSITY = "per-image min-max to [0, 1]"
+
+
+class SlicePreprocessing(BaseModel):
+    """How a 2D slice model's input is made (stored in its model card)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input_size: int = Field(ge=1)
+    in_channels: int = Field(ge=1)
+    intensity: str = INTENSITY
+    normalization: str = "instance"
+    stats: tuple[float, float] | None = None
+
+    def __call__(self, array: np.ndarray, path: Path | str | None = None) -> np.ndarray:
+        """Raw ``(C, H, W)`` pixels -> normalised ``(in_channels, S, S)`` float32 input."""
+        image = load_model_input(array, self.in_channels, self.input_size, path)
+        return normalise(image, self.normalization, self.stats).astype(np.float32)
+
+
+def card_preprocessing(cfg: Any, stats: tuple[float, float] | None) -> dict[str, Any]:
+    """The card section for a 2D slice model configured by ``cfg.model``."""
+    m = cfg.model
+    return SlicePreprocessing(input_size=m.input_size, in_channels=m.in_channels,
+                              normalization=m.normalization, stats=stats).model_dump(mode="json")

@@ -1,4 +1,5 @@
-"""Torch dataset of annotated slices: read -> [0,1] -> resize -> augment -> normalise."""
+"""Torch dataset of annotated 2D slices (read -> [0,1] -> resize -> augment -> normalise) and
+the training loaders of 2D slice tasks."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tumorscope.config import JointExperiment
 from tumorscope.data.records import Record
+from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
+from tumorscope.data.splits import Split
 from tumorscope.io import read_mask, read_scan
-from tumorscope.transforms.preprocess import load_model_input, normalise, resize_mask
+from tumorscope.transforms.slice2d import load_model_input, normalise, resize_mask
 
 
 def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
@@ -82,3 +86,26 @@ def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, 
     values = [dataset.resized(i)[0].astype(np.float32) for i in range(0, len(dataset), step)]
     stacked = np.stack(values)
     return float(stacked.mean()), float(stacked.std())
+
+
+def slice_loaders(cfg: JointExperiment, split: Split) -> Loaders:
+    """Resumable training and validation loaders over the split's slices; the training set
+    is augmented, and its mean/std computed when the model uses global normalisation."""
+    from tumorscope.transforms.augment import build_augment
+
+    m = cfg.model
+    train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
+                            augment=build_augment(cfg.augment), cache=cfg.data.cache)
+    stats = dataset_stats(train_ds) if m.normalization == "global" else None
+    train_ds.stats = stats
+    kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
+                          "persistent_workers": cfg.data.num_workers > 0}
+    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed),
+                            drop_last=len(train_ds) > cfg.trainer.batch_size, **kw)
+    if not split.val:
+        return Loaders(train, None, stats)
+    val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
+                          cache=cfg.data.cache)
+    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False, pad=False),
+                          **kw)
+    return Loaders(train, val, stats)

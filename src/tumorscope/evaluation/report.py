@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorscope.evaluation.result import EvaluationResult, SliceStackResult
 from tumorscope.reporting.html import img_tag, page, table
 from tumorscope.reporting.overlay import overlay
 from tumorscope.reporting.plots import confusion_matrix_png, histogram_png
@@ -35,53 +36,55 @@ def worst_cases(labels: Sequence[int], preds: Sequence[int], dice: np.ndarray,
     return picked
 
 
-def _volumes_section(v: dict[str, Any]) -> str:
-    from tumorscope.volumes import per_patient_dice_ci
-
-    det = v["detection"]
-    low, high = per_patient_dice_ci(v)
-    summary = table([["Dice per patient volume (mean)", v["dice_mean_per_patient"]],
+def _volumes_section(v: SliceStackResult) -> str:
+    det = v.detection
+    low, high = v.dice_ci
+    summary = table([["Dice per patient volume (mean)", v.dice_mean_per_patient],
                      ["95% CI (bootstrap over patients)", f"[{low:.3f}, {high:.3f}]"],
-                     ["patients", v["patients"]],
-                     ["slice detection sensitivity", det["sensitivity"]],
-                     ["slice detection specificity", det["specificity"]]], ["metric", "value"])
-    rows = [[p, d, f'<a href="patients/{v["files"][p]["gif"]}">GIF</a> · '
-             f'<a href="patients/{v["files"][p]["nifti"]}">NIfTI</a>']
-            for p, d in sorted(v["per_patient"].items(), key=lambda kv: kv[1])]
+                     ["patients", v.patients],
+                     ["slice detection sensitivity", det.sensitivity],
+                     ["slice detection specificity", det.specificity]], ["metric", "value"])
+    rows = [[p, d, f'<a href="patients/{v.files[p]["gif"]}">GIF</a> · '
+             f'<a href="patients/{v.files[p]["nifti"]}">NIfTI</a>']
+            for p, d in sorted(v.per_patient.items(), key=lambda kv: kv[1])]
     body = "".join(f"<tr><td>{html.escape(p)}</td><td>{d:.3f}</td><td>{links}</td></tr>"
                    for p, d, links in rows)
     return (summary + "<table><thead><tr><th>patient</th><th>volume Dice</th><th>files</th>"
             f"</tr></thead><tbody>{body}</tbody></table>")
 
 
-def render_report(metrics: dict[str, Any], records: Sequence[Any],
+def _interval(result: EvaluationResult, key: str) -> str:
+    ci = result.ci(key)
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def render_report(metrics: EvaluationResult, records: Sequence[Any],
                   image: Callable[[int], np.ndarray],
                   pred_masks: Sequence[np.ndarray], true_masks: Sequence[np.ndarray],
                   labels: Sequence[int], preds: Sequence[int], probs: np.ndarray,
                   dice: np.ndarray, classes: list[str], gallery: int,
                   curves: bytes | None = None) -> str:
-    """Build the HTML report for :func:`tumorscope.evaluation.evaluate`."""
-    cls, seg, ci = metrics["classification"], metrics["segmentation"], \
-        metrics["confidence_intervals_95"]
-    split = metrics["split"]
-    note = (f"<p class=note>Fold {metrics['fold']} ({metrics['fold_role']} fold for this model): "
-            f"{split['slices']} slices from {split['patients']} patients. Split: "
-            f"{split['source']}. Patients never cross folds. 95% intervals: patient-level "
+    """Build the HTML report of a joint-task evaluation."""
+    cls, seg, split = metrics.classification, metrics.segmentation, metrics.split
+    assert cls is not None and seg is not None  # the joint task has both
+    note = (f"<p class=note>Fold {metrics.fold} ({metrics.fold_role} fold for this model): "
+            f"{split.slices} slices from {split.patients} patients. Split: "
+            f"{split.source}. Patients never cross folds. 95% intervals: patient-level "
             "bootstrap (500 resamples).</p>")
     summary = table([
-        ["accuracy", cls["accuracy"], f"[{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]"],
-        ["macro-F1", cls["macro_f1"], f"[{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]"],
-        ["Dice, mean over tumour slices", seg["dice_mean_tumour"],
-         f"[{ci['dice_mean_tumour'][0]:.3f}, {ci['dice_mean_tumour'][1]:.3f}]"],
-        ["Dice, mean over all slices", seg["dice_mean"], ""],
-        ["Dice, pooled", seg["dice_pooled"], ""],
-        ["IoU, mean over tumour slices", seg["iou_mean_tumour"], ""],
-        ["IoU, pooled", seg["iou_pooled"], ""],
+        ["accuracy", cls.accuracy, _interval(metrics, "accuracy")],
+        ["macro-F1", cls.macro_f1, _interval(metrics, "macro_f1")],
+        ["Dice, mean over tumour slices", seg.dice_mean_tumour,
+         _interval(metrics, "dice_mean_tumour")],
+        ["Dice, mean over all slices", seg.dice_mean, ""],
+        ["Dice, pooled", seg.dice_pooled, ""],
+        ["IoU, mean over tumour slices", seg.iou_mean_tumour, ""],
+        ["IoU, pooled", seg.iou_pooled, ""],
     ], ["metric", "value", "95% CI"])
-    per_class = table([[n, v["precision"], v["recall"], v["f1"], v["support"]]
-                       for n, v in cls["per_class"].items()],
+    per_class = table([[n, v.precision, v.recall, v.f1, v.support]
+                       for n, v in cls.per_class.items()],
                       ["class", "precision", "recall", "F1", "slices"])
-    cm_img = img_tag(confusion_matrix_png(np.array(cls["confusion_matrix"]), classes),
+    cm_img = img_tag(confusion_matrix_png(np.array(cls.confusion_matrix), classes),
                      "confusion matrix")
     tumour = np.array([m.any() for m in true_masks])
     hist = img_tag(histogram_png(dice[tumour], "Dice per tumour slice", "Dice"), "Dice histogram")
@@ -96,8 +99,8 @@ def render_report(metrics: dict[str, Any], records: Sequence[Any],
              "<b style='color:#00a050'>ground truth</b>.</p>"
     sections = [("Split", note), ("Summary", summary), ("Per class", per_class + cm_img),
                 ("Segmentation", hist), ("Worst cases", legend + "".join(figures))]
-    if "volumes" in metrics:
-        sections.insert(3, ("Patient volumes", _volumes_section(metrics["volumes"])))
+    if metrics.volumes is not None:
+        sections.insert(3, ("Patient volumes", _volumes_section(metrics.volumes)))
     if curves is not None:
         sections.append(("Training curves", img_tag(curves, "training curves")))
-    return page(f"tumorscope evaluation — {metrics['model_id']}", sections)
+    return page(f"tumorscope evaluation — {metrics.model_id}", sections)

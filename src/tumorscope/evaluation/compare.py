@@ -7,20 +7,18 @@ table, paired differences against the first model with patient-level bootstrap i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from tumorscope.checkpoint import read_card
+from tumorscope.checkpoint.store import read_card
 from tumorscope.errors import TumorscopeError
+from tumorscope.evaluation.result import EvaluationResult, PerImage, read_result
 from tumorscope.io.writers import write_atomic
 from tumorscope.metrics import bootstrap_ci
-from tumorscope.volumes import per_patient_dice_ci
 
 RESAMPLES = 1000
 
@@ -31,33 +29,33 @@ class Evaluation:
 
     name: str
     path: Path
-    metrics: dict[str, Any]
+    metrics: EvaluationResult
 
     @cached_property
-    def images(self) -> dict[str, dict[str, Any]]:
+    def images(self) -> dict[str, PerImage]:
         """Per-slice rows by slice id."""
-        return {str(row["id"]): row for row in self.metrics["per_image"]}
+        return {row.id: row for row in self.metrics.per_image}
 
     def describe(self) -> tuple[str, str]:
         """Architecture and training recipe from the model card ("" when it is not found)."""
         try:
-            card = read_card(self.metrics["checkpoint"])
-            model, cfg = card["model"], card.get("training_config") or {}
-            size = card["preprocessing"]["input_size"]
-        except (TumorscopeError, OSError, KeyError):
+            card = read_card(self.metrics.checkpoint)
+        except (TumorscopeError, OSError):
             return "", ""
+        model, size = card.model, card.preprocessing.get("input_size")
         encoder = "" if model.get("encoder") in (None, "none") else f" + {model['encoder']}"
         weights = model.get("encoder_weights")
         init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
-        architecture = f"{model['arch']}{encoder}{init}, {size} px"
+        architecture = f"{model.get('arch')}{encoder}{init}, {size} px"
         try:
-            optim, trainer = cfg["optim"], cfg["trainer"]
-            recipe = (f"{optim['name']} lr {optim['lr']:g}, {cfg['scheduler']['name']}, "
-                      f"{trainer['epochs']} epochs, batch {trainer['batch_size']}"
-                      + (", EMA" if cfg.get("ema", {}).get("enabled") else "")
-                      + (", augmentation" if cfg.get("augment", {}).get("enabled") else ""))
-        except (KeyError, TypeError):
-            recipe = ""
+            cfg = card.experiment()
+        except TumorscopeError:
+            return architecture, ""
+        augment = getattr(cfg, "augment", None)
+        recipe = (f"{cfg.optim.name} lr {cfg.optim.lr:g}, {cfg.scheduler.name}, "
+                  f"{cfg.trainer.epochs} epochs, batch {cfg.trainer.batch_size}"
+                  + (", EMA" if cfg.ema.enabled else "")
+                  + (", augmentation" if augment is not None and augment.enabled else ""))
         return architecture, recipe
 
 
@@ -71,35 +69,30 @@ def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = 
     evaluations = []
     for i, raw in enumerate(paths):
         path = Path(raw)
+        metrics = read_result(path)
         if path.is_dir():
             path = path / "metrics.json"
-        try:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TumorscopeError(path, "file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise TumorscopeError(path, f"not a readable JSON file ({err})") from None
-        if not isinstance(metrics, dict) or "per_image" not in metrics:
-            raise TumorscopeError(path, "not a metrics.json written by tumorscope evaluate")
-        name = names[i] if names else str(metrics.get("model_id", path.parent.name))
-        evaluations.append(Evaluation(name, path, metrics))
+        if not metrics.per_image:
+            raise TumorscopeError(path, "has no per-slice rows (per_image) to pair")
+        evaluations.append(Evaluation(names[i] if names else metrics.model_id, path, metrics))
     first = evaluations[0]
     for other in evaluations[1:]:
         for key in ("dataset", "fold"):
-            if other.metrics.get(key) != first.metrics.get(key):
-                raise TumorscopeError(other.path, f"{key} {other.metrics.get(key)!r} differs "
-                                      f"from {first.path}'s {first.metrics.get(key)!r}")
+            mine, theirs = getattr(other.metrics, key), getattr(first.metrics, key)
+            if mine != theirs:
+                raise TumorscopeError(other.path, f"{key} {mine!r} differs "
+                                      f"from {first.path}'s {theirs!r}")
         if other.images.keys() != first.images.keys():
             raise TumorscopeError(other.path, f"evaluated other slices than {first.path}")
     return evaluations
 
 
-def _paired_columns(a: Evaluation, b: Evaluation, value: Callable[[dict[str, Any]], float],
-                    keep: Callable[[dict[str, Any]], bool] = lambda row: True
+def _paired_columns(a: Evaluation, b: Evaluation, value: Callable[[PerImage], float],
+                    keep: Callable[[PerImage], bool] = lambda row: True
                     ) -> tuple[np.ndarray, np.ndarray]:
     """``(n, 2)`` values of both models per slice (same order) and the slices' patients."""
     rows_b = b.images
-    rows = [(value(r), value(rows_b[i]), r["patient"]) for i, r in a.images.items() if keep(r)]
+    rows = [(value(r), value(rows_b[i]), r.patient) for i, r in a.images.items() if keep(r)]
     values = np.array([(x, y) for x, y, _ in rows], dtype=float).reshape(-1, 2)
     return values, np.array([p for _, _, p in rows])
 
@@ -112,35 +105,32 @@ def paired_differences(a: Evaluation, b: Evaluation) -> dict[str, tuple[float, f
     """``b - a`` with a 95% patient-bootstrap interval: accuracy, tumour-slice Dice and
     (slices of volumes) per-patient volume Dice."""
     out = {}
-    correct = _paired_columns(a, b, lambda r: float(r["true"] == r["predicted"]))
-    dice = _paired_columns(a, b, lambda r: float(r["dice"]), lambda r: bool(r["has_tumour"]))
+    correct = _paired_columns(a, b, lambda r: float(r.true == r.predicted))
+    dice = _paired_columns(a, b, lambda r: r.dice, lambda r: r.has_tumour)
     for key, (values, patients) in (("accuracy", correct), ("dice_mean_tumour", dice)):
         if len(values):
             out[key] = (_mean_difference(values),
                         *bootstrap_ci(values, _mean_difference, RESAMPLES, groups=patients))
-    if "volumes" in a.metrics and "volumes" in b.metrics:
-        va, vb = a.metrics["volumes"]["per_patient"], b.metrics["volumes"]["per_patient"]
+    if a.metrics.volumes is not None and b.metrics.volumes is not None:
+        va, vb = a.metrics.volumes.per_patient, b.metrics.volumes.per_patient
         values = np.array([(va[p], vb[p]) for p in va], dtype=float)
         out["dice_per_patient"] = (_mean_difference(values),
                                    *bootstrap_ci(values, _mean_difference, RESAMPLES))
     return out
 
 
-def _headline(m: dict[str, Any]) -> dict[str, tuple[float, tuple[float, float] | None]]:
+def _headline(m: EvaluationResult) -> dict[str, tuple[float, tuple[float, float] | None]]:
     """Metric -> (value, 95% CI or None), the numbers of one evaluation worth a column."""
-    ci = m.get("confidence_intervals_95", {})
-    cls, seg = m["classification"], m["segmentation"]
-    rows: dict[str, tuple[float, tuple[float, float] | None]] = {
-        "accuracy": (cls["accuracy"], tuple(ci["accuracy"]) if "accuracy" in ci else None),
-        "macro-F1": (cls["macro_f1"], tuple(ci["macro_f1"]) if "macro_f1" in ci else None),
-        "Dice, tumour slices": (seg["dice_mean_tumour"], tuple(ci["dice_mean_tumour"])
-                                if "dice_mean_tumour" in ci else None),
-    }
-    if "volumes" in m:
-        rows["Dice per patient volume"] = (m["volumes"]["dice_mean_per_patient"],
-                                           per_patient_dice_ci(m["volumes"]))
-        rows["detection sensitivity"] = (m["volumes"]["detection"]["sensitivity"], None)
-        rows["detection specificity"] = (m["volumes"]["detection"]["specificity"], None)
+    rows: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    if m.classification is not None:
+        rows["accuracy"] = (m.classification.accuracy, m.ci("accuracy"))
+        rows["macro-F1"] = (m.classification.macro_f1, m.ci("macro_f1"))
+    if m.segmentation is not None:
+        rows["Dice, tumour slices"] = (m.segmentation.dice_mean_tumour, m.ci("dice_mean_tumour"))
+    if m.volumes is not None:
+        rows["Dice per patient volume"] = (m.volumes.dice_mean_per_patient, m.volumes.dice_ci)
+        rows["detection sensitivity"] = (m.volumes.detection.sensitivity, None)
+        rows["detection specificity"] = (m.volumes.detection.specificity, None)
     return rows
 
 
@@ -155,9 +145,9 @@ DIFFERENCE_LABELS = {"accuracy": "accuracy", "dice_mean_tumour": "Dice, tumour s
 def comparison_markdown(evaluations: Sequence[Evaluation], figure: str | None = None) -> str:
     """The comparison as Markdown (metrics table, paired differences, optional figure)."""
     first = evaluations[0].metrics
-    split = first["split"]
-    lines = [f"Dataset `{first['dataset']}`, fold {first['fold']} ({first.get('fold_role')} "
-             f"fold): {split['slices']} slices from {split['patients']} patients, the same in "
+    split = first.split
+    lines = [f"Dataset `{first.dataset}`, fold {first.fold} ({first.fold_role} "
+             f"fold): {split.slices} slices from {split.patients} patients, the same in "
              "every column. 95% intervals: patient-level bootstrap.", ""]
     lines += ["| model | " + " | ".join(e.name for e in evaluations) + " |",
               "| --- |" + " --- |" * len(evaluations)]
@@ -198,7 +188,7 @@ def write_comparison(paths: Sequence[str | Path], out: str | Path,
     first = evaluations[0].metrics
     png = comparison_png([e.name for e in evaluations],
                          [_headline(e.metrics) for e in evaluations],
-                         f"{first['dataset']}, fold {first['fold']} (95% intervals)")
+                         f"{first.dataset}, fold {first.fold} (95% intervals)")
     write_atomic(figure, lambda p: p.write_bytes(png))
     text = f"# {title or 'Model comparison'}\n\nGenerated by `{command}`.\n\n" + \
         comparison_markdown(evaluations, figure.name)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tumorscope.errors import ScanReadError
-from tumorscope.inference import Prediction, Predictor
+from tumorscope.inference.predictor import Prediction, Predictor
 from tumorscope.io import Scan, read_scan, scan_suffix
 from tumorscope.io.writers import write_json, write_mask_nifti, write_mask_png, write_png
 from tumorscope.reporting.overlay import overlay

@@ -1,42 +1,33 @@
-"""Per-patient volumes from slice predictions (LGG): stacked by slice position, scored as
-volumes, written as NIfTI masks and GIFs with true/predicted outlines."""
+"""Slice stacks: per-patient volumes assembled from 2D slice predictions (LGG), stacked by
+slice position, scored as volumes, written as NIfTI masks and GIFs with true/predicted
+outlines. (Real 3D volumes, e.g. BraTS, are evaluated as volumes, not here.)"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from tumorscope.data.records import Record
+from tumorscope.evaluation.result import DetectionRates, SliceStackResult
 from tumorscope.io.writers import write_mask_nifti
-from tumorscope.metrics import bootstrap_ci, detection_rates, volume_dice
+from tumorscope.metrics import detection_rates, per_patient_dice_ci, volume_dice
 from tumorscope.reporting.gif import write_gif
 from tumorscope.reporting.overlay import overlay
 
 
 def volume_metrics(records: Sequence[Record], preds: Sequence[np.ndarray],
-                   trues: Sequence[np.ndarray]) -> dict[str, Any]:
+                   trues: Sequence[np.ndarray]) -> SliceStackResult:
     """Mean Dice over patient volumes (with its 95% bootstrap CI over patients), each
     patient's Dice, and slice detection rates."""
     per_patient = volume_dice([r.patient for r in records], preds, trues)
-    volumes = {"dice_mean_per_patient": float(np.mean(list(per_patient.values()))),
-               "patients": len(per_patient), "per_patient": per_patient,
-               "detection": detection_rates(preds, trues)}
-    volumes["dice_mean_per_patient_ci"] = list(per_patient_dice_ci(volumes))
-    return volumes
-
-
-def per_patient_dice_ci(volumes: dict[str, Any]) -> tuple[float, float]:
-    """95% CI of the mean per-patient Dice: stored by :func:`volume_metrics`, or computed the
-    same way for metrics files written before it stored one."""
-    if "dice_mean_per_patient_ci" in volumes:
-        low, high = volumes["dice_mean_per_patient_ci"]
-        return float(low), float(high)
-    values = np.array(list(volumes["per_patient"].values()), dtype=float)
-    return bootstrap_ci(values, np.mean, 1000)
+    return SliceStackResult(dice_mean_per_patient=float(np.mean(list(per_patient.values()))),
+                            patients=len(per_patient), per_patient=per_patient,
+                            detection=DetectionRates.model_validate(
+                                detection_rates(preds, trues)),
+                            dice_mean_per_patient_ci=per_patient_dice_ci(per_patient))
 
 
 def write_patient_volumes(records: Sequence[Record], image: Callable[[int], np.ndarray],

@@ -1,14 +1,28 @@
-"""Experiment configuration: one YAML file per experiment, validated, overridable from the CLI."""
+"""Experiment configuration: one YAML file per experiment, validated, overridable from the CLI.
+
+An experiment is a union discriminated by its ``task`` key: the sections every task shares
+(data, optim, scheduler, trainer, ema, early_stopping, output) live in
+:class:`ExperimentConfig`; each task type subclasses it with its own ``model``, ``loss`` and
+``augment`` sections and registers the subclass with :func:`register_task_config`. Nothing
+here imports the rest of tumorscope, so every layer may read configs.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tumorscope.errors import ConfigError
 
@@ -20,7 +34,8 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Which dataset, where it lives and how it is split (always by patient)."""
 
-    dataset: Literal["figshare", "figshare-mat", "imagefolder", "lgg"] = "figshare"
+    dataset: str = Field("figshare", min_length=1,
+                         description="a registered dataset (tumorscope.data.registry)")
     root: str = "${TUMORSCOPE_DATA:-../shared/data}/figshare"
     folds: int = Field(5, ge=2)
     test_fold: int = Field(0, ge=0)
@@ -39,7 +54,7 @@ class DataConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class JointModelConfig(_Strict):
     """The joint network: UNet decoder for the mask, classification head on the encoder."""
 
     arch: Literal["unet", "unetplusplus", "fpn", "plain-unet"] = "unet"
@@ -52,13 +67,13 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.2, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _size_multiple(self) -> ModelConfig:
+    def _size_multiple(self) -> JointModelConfig:
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
         return self
 
 
-class LossConfig(_Strict):
+class JointLossConfig(_Strict):
     """Segmentation and classification losses and their weights."""
 
     segmentation: Literal["dice+bce", "dice+focal", "dice", "bce", "focal"] = "dice+bce"
@@ -87,7 +102,7 @@ class SchedulerConfig(_Strict):
     min_lr: float = Field(1e-6, ge=0)
 
 
-class AugmentConfig(_Strict):
+class Augment2DConfig(_Strict):
     """2D augmentation (albumentations), applied to image and mask together."""
 
     enabled: bool = True
@@ -119,6 +134,12 @@ class TrainerConfig(_Strict):
     deterministic: bool = False
     log_every_n_steps: int = Field(10, ge=1)
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        """``trainer.precision=32`` on the command line arrives as the number 32."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
 
 class EmaConfig(_Strict):
     """Exponential moving average of weights, used for validation and export."""
@@ -145,17 +166,14 @@ class OutputConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """A whole experiment: everything ``tumorscope train`` needs."""
+    """What every experiment has, whatever its task; task types subclass it."""
 
     name: str = "experiment"
     seed: int = 42
-    task: Literal["joint"] = "joint"
+    task: str = "joint"
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    augment: AugmentConfig = AugmentConfig()
     trainer: TrainerConfig = TrainerConfig()
     ema: EmaConfig = EmaConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
@@ -168,6 +186,54 @@ class ExperimentConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output.root) / self.run_name
+
+
+_TASK_CONFIGS: dict[str, type[ExperimentConfig]] = {}
+C = TypeVar("C", bound=type[ExperimentConfig])
+
+
+def register_task_config(cls: C) -> C:
+    """Class decorator: make ``cls`` the schema of experiments whose ``task`` is its default."""
+    name = cls.model_fields["task"].default
+    if not isinstance(name, str) or name in _TASK_CONFIGS:
+        raise ValueError(f"task config {cls.__name__}: task name {name!r} missing or taken")
+    _TASK_CONFIGS[name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    """Every registered task type."""
+    return sorted(_TASK_CONFIGS)
+
+
+@register_task_config
+class JointExperiment(ExperimentConfig):
+    """The joint 2D task: one network classifies a slice and segments its tumour."""
+
+    task: Literal["joint"] = "joint"
+    model: JointModelConfig = JointModelConfig()
+    loss: JointLossConfig = JointLossConfig()
+    augment: Augment2DConfig = Augment2DConfig()
+
+
+E = TypeVar("E", bound=ExperimentConfig)
+
+
+def require_task(cfg: ExperimentConfig, schema: type[E]) -> E:
+    """``cfg`` as ``schema`` (a task's experiment class), or a one-line error naming the task."""
+    if not isinstance(cfg, schema):
+        wanted = schema.model_fields["task"].default
+        raise ConfigError("task", f"this needs a {wanted!r} experiment, the config is "
+                          f"{cfg.task!r}")
+    return cfg
+
+
+def experiment_class(tree: dict[str, Any], origin: str = "config") -> type[ExperimentConfig]:
+    """The schema for a config tree, chosen by its ``task`` key (default: joint)."""
+    task = tree.get("task", "joint")
+    if not isinstance(task, str) or task not in _TASK_CONFIGS:
+        raise ConfigError(origin, f"task: unknown task {task!r}; known: {task_names()}")
+    return _TASK_CONFIGS[task]
 
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -201,7 +267,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def _apply(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
     node: Any = tree
-    model: Any = ExperimentConfig
+    model: Any = experiment_class(tree, origin)
     for depth, key in enumerate(keys):
         fields = getattr(model, "model_fields", None)
         if fields is None or key not in fields:
@@ -228,9 +294,10 @@ def _format_validation(err: ValidationError) -> str:
 
 
 def build_config(tree: dict[str, Any], origin: str = "config") -> ExperimentConfig:
-    """Validate a config tree; errors name the key and the problem."""
+    """Validate a config tree against its task's schema; errors name the key and the problem."""
+    schema = experiment_class(tree, origin)
     try:
-        return ExperimentConfig.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(origin, _format_validation(err)) from None
 
@@ -253,8 +320,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not isinstance(loaded, dict):
             raise ConfigError(path, "top level must be a mapping of sections")
         tree = loaded
-    for text in overrides or []:
-        keys, value = parse_override(text)
+    parsed = [(text, *parse_override(text)) for text in overrides or []]
+    for text, keys, value in sorted(parsed, key=lambda p: p[1] != ["task"]):  # task first
         _apply(tree, keys, value, f"override {text!r}")
     return build_config(tree, origin)
 

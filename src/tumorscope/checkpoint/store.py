@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from tumorscope.errors import CheckpointError
+from tumorscope.checkpoint.card import CARD_FORMAT, ModelCard
+from tumorscope.errors import CheckpointError, TumorscopeError
 from tumorscope.io.writers import atomic_path, write_json
+from tumorscope.tasks.registry import get_task
 
-CARD_FORMAT = "tumorscope-model/1"
 REQUIRED_CARD_KEYS = ("format", "task", "classes", "model", "preprocessing")
 
 
@@ -28,8 +31,8 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_suffix(".safetensors"), path.with_suffix(".json")
 
 
-def save_checkpoint(directory: str | Path, state: dict[str, torch.Tensor], card: dict[str, Any],
-                    half: bool = False) -> Path:
+def save_checkpoint(directory: str | Path, state: Mapping[str, torch.Tensor],
+                    card: ModelCard | Mapping[str, Any], half: bool = False) -> Path:
     """Write weights and card into ``directory``; returns the weights path.
 
     The card gets ``model_id`` (name + weight hash) and ``weights_sha256``.
@@ -44,14 +47,15 @@ def save_checkpoint(directory: str | Path, state: dict[str, torch.Tensor], card:
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT})
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    card = {"format": CARD_FORMAT, **card, "weights_sha256": digest,
-            "model_id": f"{card.get('name', 'model')}-{digest[:12]}",
-            "weights_dtype": "float16" if half else "float32"}
-    write_json(card_path, card)
+    typed = card if isinstance(card, ModelCard) else ModelCard.model_validate(dict(card))
+    typed = typed.model_copy(update={"weights_sha256": digest,
+                                     "model_id": f"{typed.name}-{digest[:12]}",
+                                     "weights_dtype": "float16" if half else "float32"})
+    write_json(card_path, typed.model_dump(mode="json", exclude_none=True))
     return weights
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
+def read_card(path: str | Path) -> ModelCard:
     """Read and check a model card."""
     _, card_path = checkpoint_paths(path)
     if not card_path.is_file():
@@ -63,20 +67,25 @@ def read_card(path: str | Path) -> dict[str, Any]:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(card_path, f"model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(card_path, "model card must be a JSON object")
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
     if missing:
         raise CheckpointError(card_path, f"model card lacks {missing}")
     if card["format"] != CARD_FORMAT:
         raise CheckpointError(card_path, f"unknown card format {card['format']!r}")
-    return card
+    try:
+        return ModelCard.model_validate(card)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CheckpointError(card_path, f"model card field {where}: {first['msg']}") from None
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelCard]:
     """Build the model its card describes and load its safetensors weights (float32, eval)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from tumorscope.models import get_builder
 
     weights, _ = checkpoint_paths(path)
     if not Path(path).exists():
@@ -88,7 +97,15 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(weights, f"not a readable safetensors file ({err})") from None
-    model = get_builder(card["task"])(card["model"], len(card["classes"]), load_pretrained=False)
+    card_path = checkpoint_paths(path)[1]
+    spec = get_task(card.task, f"{card_path}: task")
+    try:
+        model = spec.load("network")(card.model, len(card.classes), load_pretrained=False)
+    except TumorscopeError as err:
+        raise CheckpointError(card_path, f"the card's model section: {err}") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(card_path, f"the card's model section cannot build a {card.task} "
+                              f"network ({type(err).__name__}: {err})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)

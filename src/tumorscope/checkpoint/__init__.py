@@ -1,0 +1,1 @@
+"""Shareable checkpoints: safetensors weights (``store``) beside a typed JSON card (``card``)."""

@@ -1,0 +1,40 @@
+"""A run's data before any pixels are read: the dataset index and its patient-level split."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from tumorscope.config import ExperimentConfig, resolve_data_root
+from tumorscope.data.records import DatasetIndex
+from tumorscope.data.registry import load_index
+from tumorscope.data.splits import Split, make_split
+from tumorscope.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
+                  ) -> tuple[DatasetIndex, Split]:
+    """Index the dataset and split it by patient as the config says."""
+    root = resolve_data_root(cfg, data_root)
+    if not root.exists():
+        raise ConfigError("data.root", f"dataset folder {root} not found (set data.root or "
+                          "TUMORSCOPE_DATA)")
+    index = load_index(cfg.data.dataset, root)
+    split = make_split(index, cfg.data.folds, cfg.data.test_fold, cfg.data.val_fold, cfg.seed,
+                       cfg.data.fold_source)
+    if cfg.data.limit_per_split:
+        n = cfg.data.limit_per_split
+        split = Split(spread(split.train, n), spread(split.val, n), spread(split.test, n),
+                      split.test_fold, split.val_fold)
+    if not split.train:
+        raise ConfigError("data", "the split leaves no training slices")
+    return index, split
+
+
+def spread(records: list[T], n: int) -> list[T]:
+    """An evenly spaced subset (keeps classes and patients mixed for quick demos)."""
+    if len(records) <= n:
+        return records
+    step = len(records) / n
+    return [records[int(i * step)] for i in range(n)]

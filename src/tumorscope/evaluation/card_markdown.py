@@ -1,0 +1,144 @@
+"""Render a model card (Markdown) from the JSON card and a held-out ``metrics.json``."""
+
+from __future__ import annotations
+
+from tumorscope.checkpoint.card import ModelCard
+from tumorscope.evaluation.result import EvaluationResult
+from tumorscope.transforms.slice2d import SlicePreprocessing
+
+DATASETS = {
+    "figshare": ("Joint tumour-type classifier and tumour segmenter for 2D T1-weighted "
+                 "contrast-enhanced MRI slices.",
+                 "figshare brain tumour dataset (Cheng et al. 2015/2016, CC BY 4.0): 3064 "
+                 "slices, 233 patients. Patient-wise 5-fold split shipped with the data "
+                 "(`meta.csv` `fold`)"),
+    "lgg": ("FLAIR abnormality segmenter for lower-grade glioma slices (pre-contrast, FLAIR, "
+            "post-contrast); its class head detects slices with abnormality.",
+            "LGG segmentation dataset (Buda et al. 2019; TCGA-LGG via TCIA): 3929 slices, 110 "
+            "patients. Patient-wise 5-fold split computed with the seed below, stratified by "
+            "whether the patient has tumour slices (seed {seed})"),
+}
+
+
+def _volumes(metrics: EvaluationResult) -> str:
+    v = metrics.volumes
+    if v is None:
+        return ""
+    det = v.detection
+    lo, hi = v.dice_ci
+    return (f"\n**Per patient volume** (slices stacked, as Buda et al. report): mean Dice "
+            f"**{v.dice_mean_per_patient:.3f}** (95% CI [{lo:.3f}, {hi:.3f}], bootstrap over "
+            f"patients) over {v.patients} patients. Slice "
+            f"detection (mask non-empty): sensitivity {det.sensitivity:.3f}, specificity "
+            f"{det.specificity:.3f}.\n")
+
+
+def _ci(metrics: EvaluationResult, key: str) -> str:
+    ci = metrics.ci(key)
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def _dice_breakdown(metrics: EvaluationResult, classes: list[str]) -> str:
+    import numpy as np
+
+    rows = [r for r in metrics.per_image if r.has_tumour and r.tumour_pixels is not None]
+    if not rows:
+        return "(per-image results not available)"
+    sizes = np.array([r.tumour_pixels for r in rows])
+    dice = np.array([r.dice for r in rows])
+    lo, hi = np.quantile(sizes, [1 / 3, 2 / 3])
+    groups = {f"small (< {lo:.0f} px)": sizes < lo,
+              f"medium ({lo:.0f}-{hi:.0f} px)": (sizes >= lo) & (sizes < hi),
+              f"large (>= {hi:.0f} px)": sizes >= hi}
+    for name in classes:
+        groups[name] = np.array([r.true == name for r in rows])
+    means = {k: float(dice[v].mean()) for k, v in groups.items() if v.any()}
+    lines = ["| slices | n | mean Dice |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {int(groups[k].sum())} | {m:.3f} |" for k, m in means.items()]
+    worst = min(means, key=means.get)  # type: ignore[arg-type]
+    lines.append(f"\nWeakest group on this fold: **{worst}** (mean Dice {means[worst]:.3f}).")
+    return "\n".join(lines)
+
+
+def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) -> str:
+    """Markdown for a joint-task model: data, split, preprocessing, metrics with 95% CIs,
+    measured failure modes, intended use."""
+    split = card.data.split
+    cls, seg = metrics.classification, metrics.segmentation
+    if cls is None or seg is None or split.train is None or split.val is None:
+        from tumorscope.errors import TumorscopeError
+
+        raise TumorscopeError(metrics.checkpoint, "a model card needs classification and "
+                              "segmentation metrics and a card with the training split")
+    m, train = card.model, card.experiment()
+    pre = SlicePreprocessing.model_validate(card.preprocessing)
+    rows = "\n".join(f"| {name} | {v.precision:.3f} | {v.recall:.3f} | {v.f1:.3f} | "
+                     f"{v.support} |" for name, v in cls.per_class.items())
+    cm_rows = "\n".join(f"| **{cls.classes[i]}** | " + " | ".join(str(n) for n in row) + " |"
+                        for i, row in enumerate(cls.confusion_matrix))
+    val = card.validation
+    held = metrics.split
+    dice_ci = _ci(metrics, "dice_mean_tumour")
+    dataset = card.data.dataset or "unknown dataset"
+    summary, data_text = DATASETS.get(dataset, ("A tumorscope model.", dataset))
+    trained_on = sorted(set(range(train.data.folds)) - {split.test_fold, split.val_fold})
+    return f"""# Model card: `{card.id}`
+
+{summary} **Research use only; not a medical device; not for diagnosis.**
+
+## Model
+- Architecture: {m['arch']} with encoder `{m['encoder']}` (encoder initialised from
+  `{m['encoder_weights']}`), scSE attention: {m['attention']}, classification head on the encoder.
+- Input: {pre.in_channels} channel, resized to {pre.input_size}x{pre.input_size};
+  intensity {pre.intensity}, then `{pre.normalization}` normalisation.
+- Outputs: probabilities for {', '.join(card.classes)}; a tumour mask at the input's size.
+- Weights: `model.safetensors` ({card.weights_dtype}), sha256 `{(card.weights_sha256 or '')[:16]}…`.
+
+## Data and split
+{data_text.format(seed=split.seed)}: trained on folds
+{trained_on}
+({split.train.slices} slices, {split.train.patients} patients), model selected on
+fold {split.val_fold} ({split.val.slices} slices, {split.val.patients} patients;
+epoch {card.selected_epoch}), measured once on held-out fold {split.test_fold}.
+
+## Results on held-out fold {metrics.fold} ({held.slices} slices, {held.patients} patients)
+95% intervals: patient-level bootstrap.
+
+| metric | value | 95% CI |
+| --- | --- | --- |
+| accuracy | {cls.accuracy:.3f} | {_ci(metrics, 'accuracy')} |
+| macro-F1 | {cls.macro_f1:.3f} | {_ci(metrics, 'macro_f1')} |
+| Dice, mean over tumour slices | {seg.dice_mean_tumour:.3f} | {dice_ci} |
+| Dice, pooled | {seg.dice_pooled:.3f} | |
+| IoU, mean over tumour slices | {seg.iou_mean_tumour:.3f} | |
+{_volumes(metrics)}
+| class | precision | recall | F1 | slices |
+| --- | --- | --- | --- | --- |
+{rows}
+
+Confusion matrix (rows true, columns predicted):
+
+| | {' | '.join(cls.classes)} |
+| --- | {' | '.join('---' for _ in cls.classes)} |
+{cm_rows}
+
+Validation fold at the selected epoch: accuracy {val.get('acc', float('nan')):.3f},
+macro-F1 {val.get('macro_f1', float('nan')):.3f}, Dice {val.get('dice', float('nan')):.3f}.
+
+## Known failure modes
+Measured on the held-out fold: mean Dice by true tumour size (terciles of tumour pixels at
+the original resolution) and by class.
+
+{_dice_breakdown(metrics, cls.classes)}
+
+- Tumours with indistinct, infiltrative borders (typical of gliomas) are the hardest to
+  outline; small tumours lose detail at {pre.input_size} px input. The table measures both.
+- Multi-focal tumours: one mask is predicted, scattered lesions may be partly missed.
+- Low-contrast or non-enhancing tumours and slices far from the tumour centre.
+- Other sequences (T2, FLAIR), other scanners or paediatric data were never seen in training.
+
+## Reproduce
+```
+{command}
+```
+"""

@@ -1,0 +1,102 @@
+"""The joint task's evaluator: classification and segmentation metrics with patient-level
+bootstrap intervals, per-slice rows, per-patient slice stacks when slices have positions
+(LGG), and the HTML report."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+
+from tumorscope.data.slices import load_record
+from tumorscope.evaluation.evaluate import EvaluationJob
+from tumorscope.evaluation.result import EvaluationResult
+from tumorscope.inference.joint import JointInferer
+from tumorscope.io.writers import write_atomic
+from tumorscope.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    confusion_matrix,
+    per_image_dice,
+    segmentation_metrics,
+)
+from tumorscope.progress import track
+
+
+def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
+    """Evaluate a joint model on ``job.records``; writes ``metrics.json`` and ``report.html``."""
+    inferer = cast(JointInferer, job.predictor.inferer)
+    records, fold, batch_size = job.records, job.fold, job.batch_size
+    labels, preds, probs, pred_masks, true_masks = [], [], [], [], []
+    for start in track(range(0, len(records), batch_size), f"evaluating fold {fold}",
+                       total=-(-len(records) // batch_size)):
+        chunk = records[start:start + batch_size]
+        loaded = [load_record(r) for r in chunk]
+        outputs = inferer.predict_arrays([a for a, _ in loaded], batch_size,
+                                         sources=[r.image for r in chunk])
+        for r, (_, mask), (p, m) in zip(chunk, loaded, outputs, strict=True):
+            labels.append(r.label)
+            preds.append(int(np.argmax(p)))
+            probs.append(p)
+            pred_masks.append(m)
+            true_masks.append(mask)
+    classes = job.index.classes
+    cm = confusion_matrix(labels, preds, len(classes))
+    cls = classification_metrics(cm, classes)
+    seg = segmentation_metrics(pred_masks, true_masks)
+    dice = per_image_dice(pred_masks, true_masks)
+    patients = np.array([r.patient for r in records])
+    correct = (np.array(labels) == np.array(preds)).astype(float)
+    tumour = np.array([m.any() for m in true_masks])
+    ci = {
+        "accuracy": bootstrap_ci(correct, np.mean, 500, groups=patients),
+        "macro_f1": bootstrap_ci(np.stack([labels, preds], 1), _macro_f1(len(classes), classes),
+                                 500, groups=patients),
+        "dice_mean_tumour": bootstrap_ci(dice[tumour], np.mean, 500, groups=patients[tumour])
+        if tumour.any() else (float("nan"), float("nan")),
+    }
+    source = job.index.info.get("split")
+    metrics = {
+        "checkpoint": str(job.checkpoint), "model_id": job.predictor.model_id, "fold": fold,
+        "fold_role": job.role, "dataset": job.cfg.data.dataset,
+        "split": {"test_fold": fold, "slices": len(records),
+                  "patients": len(set(patients.tolist())),
+                  "source": str(source) if source is not None else None},
+        "classification": {**cls, "confusion_matrix": cm.tolist(), "classes": classes},
+        "segmentation": seg, "confidence_intervals_95": ci, "tta": inferer.tta,
+        "backend": job.predictor.backend,
+        "per_image": [{"id": r.id, "patient": r.patient, "image": str(r.image),
+                       "true": classes[t], "predicted": classes[p], "dice": float(d),
+                       "has_tumour": bool(h), "tumour_pixels": int(m.sum())}
+                      for r, t, p, d, h, m in zip(records, labels, preds, dice, tumour,
+                                                  true_masks, strict=True)],
+    }
+    result = EvaluationResult.model_validate(metrics)
+    out = job.out
+
+    def image(i: int) -> np.ndarray:  # re-read for pictures: evaluation keeps no pixels
+        return load_record(records[i])[0]
+
+    if all(r.position is not None for r in records):  # slices of volumes (LGG)
+        from tumorscope.evaluation.slice_stacks import volume_metrics, write_patient_volumes
+
+        result.volumes = volume_metrics(records, pred_masks, true_masks)
+        result.volumes.files = write_patient_volumes(records, image, pred_masks, true_masks,
+                                                     out / "patients")
+    result.save(out / "metrics.json")
+    from tumorscope.evaluation.report import render_report
+    from tumorscope.reporting.plots import training_curves_png
+
+    run_dir = job.checkpoint.resolve().parent  # runs/<name>/model -> runs/<name>
+    report = render_report(result, records, image, pred_masks, true_masks, labels, preds,
+                           np.stack(probs), dice, classes, job.gallery,
+                           curves=training_curves_png(run_dir))
+    write_atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
+    return result
+
+
+def _macro_f1(k: int, classes: list[str]) -> Any:
+    def stat(rows: np.ndarray) -> float:
+        cm = confusion_matrix(rows[:, 0], rows[:, 1], k)
+        return float(classification_metrics(cm, classes)["macro_f1"])  # type: ignore[arg-type]
+    return stat

@@ -1,0 +1,148 @@
+"""``metrics.json``: the typed result of ``tumorscope evaluate``.
+
+Files written by earlier versions load unchanged (fields added later are optional; the
+per-patient Dice interval is computed, the same way, when a file lacks it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tumorscope.errors import TumorscopeError
+from tumorscope.metrics import per_patient_dice_ci
+
+Interval = tuple[float, float]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
+
+
+class EvaluatedSplit(_Open):
+    """The evaluated fold: slices, patients and where the split came from."""
+
+    test_fold: int
+    slices: int
+    patients: int
+    source: str | None = None
+
+
+class ClassScores(_Open):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ClassificationResult(_Open):
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+
+
+class SegmentationResult(_Open):
+    dice_mean: float
+    iou_mean: float
+    dice_mean_tumour: float
+    iou_mean_tumour: float
+    dice_pooled: float
+    iou_pooled: float
+    images: int
+    tumour_images: int
+
+
+class DetectionRates(_Open):
+    sensitivity: float
+    specificity: float
+    tp: int
+    tn: int
+    fp: int
+    fn: int
+
+
+class SliceStackResult(_Open):
+    """Per-patient volumes stacked from slices (LGG): volume Dice and slice detection."""
+
+    dice_mean_per_patient: float
+    patients: int
+    per_patient: dict[str, float]
+    detection: DetectionRates
+    dice_mean_per_patient_ci: Interval | None = None
+    files: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fill_ci(self) -> SliceStackResult:
+        if self.dice_mean_per_patient_ci is None:  # files written before the CI was stored
+            self.dice_mean_per_patient_ci = per_patient_dice_ci(self.per_patient)
+        return self
+
+    @property
+    def dice_ci(self) -> Interval:
+        """95% bootstrap interval of the mean per-patient Dice."""
+        assert self.dice_mean_per_patient_ci is not None  # filled by the validator
+        return self.dice_mean_per_patient_ci
+
+
+class PerImage(_Open):
+    id: str
+    patient: str
+    image: str
+    true: str
+    predicted: str
+    dice: float
+    has_tumour: bool
+    tumour_pixels: int | None = None
+
+
+class EvaluationResult(_Open):
+    """One model evaluated on one fold."""
+
+    checkpoint: str
+    model_id: str
+    fold: int
+    fold_role: str | None = None
+    dataset: str
+    split: EvaluatedSplit
+    classification: ClassificationResult | None = None
+    segmentation: SegmentationResult | None = None
+    confidence_intervals_95: dict[str, Interval] = Field(default_factory=dict)
+    tta: bool = False
+    backend: str | None = None
+    per_image: list[PerImage] = Field(default_factory=list)
+    volumes: SliceStackResult | None = None
+
+    def ci(self, key: str) -> Interval | None:
+        """The stored 95% interval of ``key`` (None when absent)."""
+        return self.confidence_intervals_95.get(key)
+
+    def save(self, path: Path) -> Path:
+        """Write as JSON (atomically)."""
+        from tumorscope.io.writers import write_json
+
+        return write_json(path, self.model_dump(mode="json", exclude_none=True))
+
+
+def read_result(path: str | Path) -> EvaluationResult:
+    """Read a ``metrics.json`` (or the folder holding one); one-line errors."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    if not path.is_file():
+        raise TumorscopeError(path, "file not found (give metrics.json files written by "
+                              "tumorscope evaluate, or their folders)")
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        return EvaluationResult.model_validate(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise TumorscopeError(path, f"not a readable JSON file ({err})") from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise TumorscopeError(path, f"not a metrics.json written by tumorscope evaluate "
+                              f"({where}: {first['msg']})") from None

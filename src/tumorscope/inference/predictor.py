@@ -1,0 +1,65 @@
+"""Predictor: load a checkpoint once, predict many scans (no Lightning needed).
+
+It picks the back end (PyTorch or ONNX Runtime) and hands the scan to the inferer that the
+task registry names for the card's task (e.g. inference/joint.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from tumorscope.checkpoint.card import ModelCard
+from tumorscope.checkpoint.store import checkpoint_paths, load_checkpoint, read_card
+from tumorscope.inference.prediction import Prediction
+from tumorscope.inference.runtime import ONNX_NAME, OnnxRunner, Runner, TorchRunner, choose_backend
+from tumorscope.io import Scan, read_scan
+from tumorscope.tasks.registry import get_task
+
+
+class Inferer(Protocol):
+    """A task's inference: scan in, :class:`Prediction` out."""
+
+    classes: list[str]
+
+    def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction: ...
+
+
+class Predictor:
+    """Loads the model once; safe for concurrent ``predict_*`` calls (no shared state is
+    mutated). Runs on eager PyTorch or ONNX Runtime (``backend``)."""
+
+    def __init__(self, runner: Runner, card: ModelCard, threshold: float = 0.5,
+                 tta: bool = False) -> None:
+        self.runner = runner
+        self.card = card
+        self.spec = get_task(card.task, "model card task")
+        self.inferer: Inferer = self.spec.load("inferer")(runner, card, threshold, tta)
+        self.classes: list[str] = list(card.classes)
+        self.model_id = card.id
+
+    @property
+    def backend(self) -> str:
+        return self.runner.name
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
+                        **kw: Any) -> Predictor:
+        """Load ``model.safetensors`` (torch) or ``model.onnx`` beside it (onnx); 'auto'
+        prefers ONNX Runtime on CPU when the export exists and onnxruntime is installed."""
+        weights, _ = checkpoint_paths(path)
+        onnx_path = weights.with_name(ONNX_NAME)
+        chosen = choose_backend(backend if device == "cpu" else "torch", onnx_path)
+        if chosen == "onnx":
+            return cls(OnnxRunner(onnx_path), read_card(path), **kw)
+        model, card = load_checkpoint(path)
+        outputs = get_task(card.task, "model card task").outputs
+        return cls(TorchRunner(model, outputs, device), card, **kw)
+
+    def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction:
+        """Predict a 2D scan, one slice of a volume, or a whole volume (as the task does)."""
+        return self.inferer.predict_scan(scan, slice_index)
+
+    def predict_file(self, path: str | Path, slice_index: int | None = None) -> Prediction:
+        """Read any supported file and predict it."""
+        return self.predict_scan(read_scan(path), slice_index)

@@ -1,0 +1,98 @@
+"""Inference back ends behind one call, ``runner(batch) -> {output name: array}``: eager
+PyTorch, or ONNX Runtime on an exported ``model.onnx`` (faster on CPU). Outputs are named
+(the task registry's ``outputs``), so several heads, region maps or embeddings pass through."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from tumorscope.errors import CheckpointError, TumorscopeError
+
+ONNX_NAME = "model.onnx"
+
+
+class Runner(Protocol):
+    """Runs the network on a normalised float32 batch ``(B, C, ...)``; named outputs."""
+
+    name: str
+    outputs: tuple[str, ...]
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class TorchRunner:
+    """Eager PyTorch under ``inference_mode`` (channels-last memory on CPU)."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...],
+                 device: str = "cpu") -> None:
+        self.outputs = outputs
+        self.device = device
+        self.model = model.to(device).eval()
+        if device == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(batch).to(self.device)
+        if self.device == "cpu" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        result = self.model(x)
+        values = result if isinstance(result, tuple | list) else (result,)
+        if len(values) != len(self.outputs):
+            raise CheckpointError(self.name, f"the network returned {len(values)} outputs, the "
+                                  f"task names {len(self.outputs)} {self.outputs}")
+        return {name: v.float().cpu().numpy() for name, v in zip(self.outputs, values,
+                                                                 strict=True)}
+
+
+class OnnxRunner:
+    """ONNX Runtime CPU session on an exported model."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise CheckpointError(path, f"not a loadable ONNX model ({err})") from None
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(list(self.outputs), {self.input: batch})
+        return dict(zip(self.outputs, values, strict=True))
+
+
+def onnx_available() -> bool:
+    """True when onnxruntime is installed."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose_backend(requested: str, onnx_path: Path) -> str:
+    """'auto' picks ONNX Runtime when installed and ``model.onnx`` exists, else torch."""
+    if requested == "auto":
+        return "onnx" if onnx_available() and onnx_path.is_file() else "torch"
+    if requested == "onnx":
+        if not onnx_available():
+            raise TumorscopeError("--backend onnx", "onnxruntime is not installed "
+                                  "(pip install onnxruntime)")
+        if not onnx_path.is_file():
+            raise CheckpointError(onnx_path, "no ONNX model; create it with "
+                                  "`tumorscope export --checkpoint DIR --format onnx`")
+    elif requested != "torch":
+        raise TumorscopeError("--backend", f"unknown backend {requested!r} (auto, torch, onnx)")
+    return requested

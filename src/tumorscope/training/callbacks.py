@@ -1,0 +1,83 @@
+"""Lightning callbacks of a training run: checkpoints, early stopping, progress, epoch log
+lines, and :class:`ResumableData` (the loaders' position within an epoch)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from tumorscope.config import ExperimentConfig
+from tumorscope.data.sampling import ResumableLoader
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class EpochSummary(L.Callback):
+    """One plain log line per epoch, readable in a log file (progress bars are not)."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items()
+                 if k.startswith(("val/", "train/loss"))}
+        text = "  ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items()))
+        print(f"[epoch {trainer.current_epoch}] step={trainer.global_step}  {text}", flush=True)
+
+
+class ResumableData(L.Callback):
+    """Shards the loaders' orders by rank and records training progress within the epoch."""
+
+    def __init__(self, train: ResumableLoader, val: ResumableLoader | None = None) -> None:
+        self.train, self.val = train, val
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for loader in (self.train, self.val):
+            if loader is not None:
+                loader.order.rank, loader.order.world = trainer.global_rank, trainer.world_size
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.train.batches_done and trainer.progress_bar_callback is not None:
+            # resumed mid-epoch: Lightning skips on_train_epoch_start, so the bar has no total
+            trainer.progress_bar_callback.on_train_epoch_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train.batches_done, self.train.epoch_finished = 0, False  # not called mid-epoch
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        # runs before the checkpoint callbacks, which Lightning always orders last
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        self.train.batches_done = done
+        self.train.epoch_finished = done >= trainer.num_training_batches
+
+
+def standard_callbacks(cfg: ExperimentConfig, run_dir: Path, has_val: bool,
+                       extra: Sequence[L.Callback] = ()) -> list[L.Callback]:
+    """Checkpoints (best, last, every N steps), LR monitor, epoch lines, progress bar, early
+    stopping when there is a validation fold, then ``extra``."""
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        RichProgressBar,
+        TQDMProgressBar,
+    )
+
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    es = cfg.early_stopping
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=es.monitor if has_val else None,
+                        mode=es.mode, save_top_k=1, save_last=True),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step", save_top_k=1,
+                        every_n_train_steps=cfg.trainer.checkpoint_every_n_steps),
+        LearningRateMonitor(logging_interval="epoch"),
+        EpochSummary(),
+        RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=10),
+    ]
+    if es.enabled and has_val:
+        callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))
+    return [*callbacks, *extra]
