@@ -33,11 +33,13 @@ browser:
 serve: $(STAMP)
 	$(VENV)/bin/tumorscope serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP) browser
+# the test command runs the linters first: ruff and the type checker must be clean
+test: $(STAMP) browser lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf demo-output .pytest_cache

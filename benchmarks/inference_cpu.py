@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -44,8 +45,12 @@ def measure(backend: str, checkpoint: Path, repeats: int, threads: int) -> dict[
     import torch
 
     from tumorscope.checkpoint.store import load_checkpoint
+    from tumorscope.inference.joint import JointInferer
     from tumorscope.inference.predictor import Predictor
     from tumorscope.inference.runtime import OnnxRunner, TorchRunner
+    from tumorscope.tasks import get_task
+
+    task_outputs = get_task("joint").outputs
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -55,19 +60,20 @@ def measure(backend: str, checkpoint: Path, repeats: int, threads: int) -> dict[
     if backend == "naive-eager":
         class Naive:  # torch.no_grad, NCHW, float32: how the original scripts ran inference
             name = "naive"
+            outputs = task_outputs
 
-            def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
                 with torch.no_grad():
                     mask, logits = model(torch.from_numpy(x))
-                return mask.numpy(), logits.numpy()
+                return {"mask_logits": mask.numpy(), "class_logits": logits.numpy()}
         runner = Naive()
     elif backend == "optimised-torch":
-        runner = TorchRunner(model)
+        runner = TorchRunner(model, task_outputs)
     else:
         runner = OnnxRunner(Path(checkpoint) / "model.onnx", threads=threads)
-    predictor = Predictor(runner, card)  # type: ignore[arg-type]
-    lat = _timed(lambda: predictor.predict_arrays([slice_]), repeats)
-    thr = _timed(lambda: predictor.predict_arrays(batch, batch_size=16), max(3, repeats // 5))
+    inferer = cast(JointInferer, Predictor(runner, card).inferer)
+    lat = _timed(lambda: inferer.predict_arrays([slice_]), repeats)
+    thr = _timed(lambda: inferer.predict_arrays(batch, batch_size=16), max(3, repeats // 5))
     return {"latency_ms_p50": 1000 * statistics.median(lat),
             "latency_ms_p95": 1000 * float(np.percentile(lat, 95)),
             "throughput_img_s": 16 / statistics.median(thr),

@@ -60,3 +60,18 @@ def test_mask_of_another_size_is_named(tmp_path: Path) -> None:
 def test_empty_folder_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ScanReadError, match="no class sub-folders"):
         load_index("imagefolder", tmp_path)
+
+
+def test_too_few_patients_for_the_folds_is_one_line(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tumorscope.cli import main
+
+    root = _folder(tmp_path / "data")  # two patients
+    (tmp_path / "c.yaml").write_text(
+        f"data: {{dataset: imagefolder, root: {root}, fold_source: computed, folds: 5}}\n"
+        f"model: {{encoder_weights: none}}\noutput: {{root: {tmp_path / 'runs'}}}\n")
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(root) in err and "2 patient(s) cannot fill 5 folds" in err
+    assert not (tmp_path / "runs").exists()  # nothing written

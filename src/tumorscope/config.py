@@ -194,7 +194,7 @@ C = TypeVar("C", bound=type[ExperimentConfig])
 
 def register_task_config(cls: C) -> C:
     """Class decorator: make ``cls`` the schema of experiments whose ``task`` is its default."""
-    name = cls.model_fields["task"].default
+    name = cls.model_fields["task"].default  # type: ignore[call-overload]
     if not isinstance(name, str) or name in _TASK_CONFIGS:
         raise ValueError(f"task config {cls.__name__}: task name {name!r} missing or taken")
     _TASK_CONFIGS[name] = cls

@@ -64,7 +64,7 @@ class ModelCard(_Open):
     """``model.json``. ``model`` is the task's network section (what its builder takes) and
     ``preprocessing`` the task's input section (e.g. transforms.slice2d.SlicePreprocessing)."""
 
-    format: Literal["tumorscope-model/1"] = CARD_FORMAT
+    format: Literal["tumorscope-model/1"] = "tumorscope-model/1"
     name: str = "model"
     task: str
     classes: list[str]
@@ -111,9 +111,9 @@ def build_card(cfg: ExperimentConfig, index: DatasetIndex, split: Split,
         name=cfg.name, task=cfg.task, classes=index.classes,
         model=model_section.model_dump(mode="json") if model_section is not None else {},
         preprocessing=preprocessing,
-        data=CardData(dataset=cfg.data.dataset, root=cfg.data.root, split=CardSplit(
-            **split.describe(), source=str(index.info.get("split")) if index.info.get("split")
-            else None, folds=cfg.data.folds, seed=cfg.seed)),
+        data=CardData(dataset=cfg.data.dataset, root=cfg.data.root, split=CardSplit.model_validate(
+            {**split.describe(), "source": str(index.info["split"]) if index.info.get("split")
+             else None, "folds": cfg.data.folds, "seed": cfg.seed})),
         training_config=cfg.model_dump(mode="json"),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tumorscope_version=__version__, **extra)

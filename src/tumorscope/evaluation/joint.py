@@ -86,17 +86,18 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
     result.save(out / "metrics.json")
     from tumorscope.evaluation.report import render_report
     from tumorscope.reporting.plots import training_curves_png
+    from tumorscope.training.history import read_run_metrics
 
     run_dir = job.checkpoint.resolve().parent  # runs/<name>/model -> runs/<name>
     report = render_report(result, records, image, pred_masks, true_masks, labels, preds,
                            np.stack(probs), dice, classes, job.gallery,
-                           curves=training_curves_png(run_dir))
+                           curves=training_curves_png(read_run_metrics(run_dir)))
     write_atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
     return result
 
 
 def _macro_f1(k: int, classes: list[str]) -> Any:
     def stat(rows: np.ndarray) -> float:
-        cm = confusion_matrix(rows[:, 0], rows[:, 1], k)
+        cm = confusion_matrix(rows[:, 0].tolist(), rows[:, 1].tolist(), k)
         return float(classification_metrics(cm, classes)["macro_f1"])  # type: ignore[arg-type]
     return stat

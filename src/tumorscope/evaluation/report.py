@@ -44,8 +44,8 @@ def _volumes_section(v: SliceStackResult) -> str:
                      ["patients", v.patients],
                      ["slice detection sensitivity", det.sensitivity],
                      ["slice detection specificity", det.specificity]], ["metric", "value"])
-    rows = [[p, d, f'<a href="patients/{v.files[p]["gif"]}">GIF</a> · '
-             f'<a href="patients/{v.files[p]["nifti"]}">NIfTI</a>']
+    rows = [(p, d, f'<a href="patients/{v.files[p]["gif"]}">GIF</a> · '
+             f'<a href="patients/{v.files[p]["nifti"]}">NIfTI</a>')
             for p, d in sorted(v.per_patient.items(), key=lambda kv: kv[1])]
     body = "".join(f"<tr><td>{html.escape(p)}</td><td>{d:.3f}</td><td>{links}</td></tr>"
                    for p, d, links in rows)

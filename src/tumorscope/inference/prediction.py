@@ -34,7 +34,7 @@ class Prediction:
         """Tight box around the mask (row/col, inclusive), or None when nothing was found."""
         if not self.mask.any():
             return None
-        mask2d = self.mask if self.mask.ndim == 2 else self.mask.any(axis=-1)
+        mask2d = np.asarray(self.mask if self.mask.ndim == 2 else self.mask.any(axis=-1))
         rows, cols = np.flatnonzero(mask2d.any(1)), np.flatnonzero(mask2d.any(0))
         return {"row_min": int(rows[0]), "row_max": int(rows[-1]),
                 "col_min": int(cols[0]), "col_max": int(cols[-1])}

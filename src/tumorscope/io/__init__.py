@@ -36,11 +36,11 @@ Reader = Callable[[Source, "str | Path", int], Scan]
 def _reader_for(name: PurePath, head: bytes) -> Reader:
     suffix = scan_suffix(name)
     if suffix in SUPPORTED:
-        return SUPPORTED[suffix]  # type: ignore[return-value]
+        return SUPPORTED[suffix]
     if head[128:132] == b"DICM":  # no/unknown suffix: sniff the DICOM preamble
         return read_dicom
     kinds = ", ".join(sorted(SUPPORTED))
-    raise UnsupportedFormatError(name, f"unsupported file type {suffix or '(no suffix)'!r}; "
+    raise UnsupportedFormatError(str(name), f"unsupported file type {suffix or '(no suffix)'!r}; "
                         f"tumorscope reads {kinds} and DICOM files without a suffix")
 
 
@@ -84,7 +84,7 @@ def read_scan_bytes(data: bytes, filename: str,
     """
     name = PurePath(PurePath(filename.replace("\\", "/")).name or "upload")
     if not data:
-        raise ScanReadError(name, "file is empty (0 bytes)")
+        raise ScanReadError(str(name), "file is empty (0 bytes)")
     scan = _reader_for(name, data[:132])(io.BytesIO(data), str(name), max_elements)
     scan.path = Path(name.name)
     return validate_pixels(scan)

@@ -33,8 +33,10 @@ def read_pillow(path: Source, name: str | Path, max_elements: int) -> Scan:
             mode = img.mode
             dpi = img.info.get("dpi")
             if mode in ("P", "LA", "PA", "CMYK", "YCbCr", "1"):
-                img = img.convert("RGBA" if "A" in mode else ("L" if mode == "1" else "RGB"))
-            pixels = np.asarray(img)
+                converted = img.convert("RGBA" if "A" in mode else ("L" if mode == "1" else "RGB"))
+                pixels = np.asarray(converted)
+            else:
+                pixels = np.asarray(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageTooLargeError(name, "image too large, refused as a decompression bomb "
                                  f"({err})") from None
@@ -61,7 +63,7 @@ def read_tiff(path: Source, name: str | Path, max_elements: int) -> Scan:
         raise
     except Exception as err:  # tifffile raises many types for corrupt files
         if hasattr(path, "seek"):
-            path.seek(0)  # type: ignore[union-attr]
+            path.seek(0)
         try:  # Pillow copes with a few TIFF flavours tifffile rejects
             scan = read_pillow(path, name, max_elements)
             scan.format = "tiff"

@@ -36,7 +36,7 @@ def read_figshare_mat(path: Source, name: str | Path | None = None,
             if missing:
                 raise ScanReadError(name, f"'cjdata' lacks {missing}")
             if max_elements is not None:
-                check_elements(name, cj["image"].shape, max_elements)
+                check_elements(name or "figshare .mat", cj["image"].shape, max_elements)
             image = np.asarray(cj["image"][()]).T
             label = int(np.asarray(cj["label"][()]).ravel()[0])
             pid = _decode_chars(cj["PID"][()])

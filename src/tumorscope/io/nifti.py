@@ -32,6 +32,7 @@ def read_nifti(path: Source, name: str | Path, max_elements: int) -> Scan:
     """Read ``.nii``/``.nii.gz``; the last axis of a 4D image becomes the channel axis."""
     import nibabel as nib
 
+    img: Any
     try:
         if isinstance(path, Path):
             img = nib.load(str(path))

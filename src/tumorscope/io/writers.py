@@ -36,7 +36,7 @@ def _umask() -> int:
     return current
 
 
-def write_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomic(target: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``target``."""
     with atomic_path(target) as tmp:
         write(tmp)

@@ -24,7 +24,7 @@ class PlainUNet(BasicUNet):
         """The contracting path (a view, not registered twice), for per-group learning rates."""
         return nn.ModuleList([self.conv_0, self.down_1, self.down_2, self.down_3, self.down_4])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x0 = self.conv_0(x)
         x1 = self.down_1(x0)
         x2 = self.down_2(x1)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -46,11 +46,9 @@ def histogram_png(values: np.ndarray, title: str, xlabel: str) -> bytes:
     return _png(fig)
 
 
-def training_curves_png(run_dir: Path) -> bytes | None:
-    """Loss and validation curves from a run's CSV logs (across resumes); None if absent."""
-    from tumorscope.training.history import read_run_metrics
-
-    df = read_run_metrics(run_dir)
+def training_curves_png(df: pd.DataFrame) -> bytes | None:
+    """Loss and validation curves from a run's logged rows (``training.history``); None when
+    there are none."""
     if df.empty or "epoch" not in df:
         return None
     by_epoch = df.groupby("epoch").mean(numeric_only=True)
@@ -79,9 +77,9 @@ def comparison_png(names: Sequence[str],
     for k, (name, rows) in enumerate(zip(names, headlines, strict=True)):
         x = np.arange(len(metrics)) + (k - (len(names) - 1) / 2) * width
         values = np.array([rows[m][0] if m in rows else np.nan for m in metrics])
-        errors = np.array([[v - rows[m][1][0], rows[m][1][1] - v]
-                           if m in rows and rows[m][1] else [0.0, 0.0]
-                           for m, v in zip(metrics, values, strict=True)]).T
+        intervals = [rows[m][1] if m in rows else None for m in metrics]
+        errors = np.array([[v - ci[0], ci[1] - v] if ci else [0.0, 0.0]
+                           for ci, v in zip(intervals, values, strict=True)]).T
         ax.bar(x, values, width, yerr=errors, capsize=3, label=name)
     ax.set_xticks(range(len(metrics)), metrics, rotation=20, ha="right")
     ax.set_ylim(0, 1.0)

@@ -176,8 +176,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   description="Brain-tumour MRI: tumour type and outline from one slice. "
                   "Research tool, not a medical device.")
     app.state.predictor = None
-    errors = {413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
-              422: {"model": ErrorResponse}}
+    errors: dict[int | str, dict[str, Any]] = {413: {"model": ErrorResponse},
+                                               415: {"model": ErrorResponse},
+                                               422: {"model": ErrorResponse}}
 
     @app.get("/health")
     def health() -> dict[str, str]:

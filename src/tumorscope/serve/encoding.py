@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import cast
 
 import numpy as np
 
@@ -33,10 +34,10 @@ def rle_encode(mask: np.ndarray) -> dict[str, object]:
 
 def rle_decode(rle: dict[str, object]) -> np.ndarray:
     """Inverse of :func:`rle_encode`."""
-    size = [int(s) for s in rle["size"]]  # type: ignore[union-attr]
+    size = [int(s) for s in cast(list[int], rle["size"])]
     values = np.zeros(int(np.prod(size)), dtype=bool)
     pos, on = 0, False
-    for n in rle["counts"]:  # type: ignore[union-attr]
+    for n in cast(list[int], rle["counts"]):
         values[pos:pos + int(n)] = on
         pos += int(n)
         on = not on

@@ -34,7 +34,7 @@ def _segmentation_loss(name: str) -> nn.Module:
             self.parts = nn.ModuleList(parts)
 
         def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return sum(p(logits, target) for p in self.parts)  # type: ignore[return-value]
+            return cast(torch.Tensor, sum(p(logits, target) for p in self.parts))
 
     return Sum()
 
@@ -50,7 +50,7 @@ class JointTask(L.LightningModule):
         self.classes = classes
         self.model = joint_from_config(self.cfg.model.model_dump(), len(classes),
                                        load_pretrained=load_pretrained)
-        self.ema: nn.Module | None = None
+        self.ema: Any = None  # timm ModelEmaV3
         if self.cfg.ema.enabled:
             from timm.utils import ModelEmaV3
 
@@ -95,7 +95,7 @@ class JointTask(L.LightningModule):
 
     def eval_model(self) -> nn.Module:
         """The weights used for validation and export."""
-        return self.ema.module if self.ema is not None else self.model
+        return cast(nn.Module, self.ema.module) if self.ema is not None else self.model
 
     def _reset_val(self) -> None:
         k = len(self.classes)
@@ -129,4 +129,5 @@ class JointTask(L.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        return configure_optimisation(self.cfg, parameter_groups(self.model, self.model.encoder))
+        encoder = cast(nn.Module, self.model.encoder)
+        return configure_optimisation(self.cfg, parameter_groups(self.model, encoder))

@@ -50,7 +50,8 @@ class ResumableData(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         # runs before the checkpoint callbacks, which Lightning always orders last
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current
+        done = int(progress.processed)
         self.train.batches_done = done
         self.train.epoch_finished = done >= trainer.num_training_batches
 

@@ -57,7 +57,7 @@ def _trainer(cfg: ExperimentConfig, loaders: Loaders,
 
     run_dir, t = cfg.run_dir, cfg.trainer
     return L.Trainer(
-        default_root_dir=run_dir, max_epochs=t.epochs, precision=t.precision,  # type: ignore[arg-type]
+        default_root_dir=run_dir, max_epochs=t.epochs, precision=t.precision,
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip, accumulate_grad_batches=t.accumulate_grad_batches,
@@ -94,7 +94,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
     trainer.fit(module, loaders.train, loaders.val, ckpt_path=ckpt_path, weights_only=False)
     if not trainer.is_global_zero:
         return run_dir / "model"
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     return export_checkpoint(cfg, Path(best) if best else None, index, split, loaders.stats)
 
 
