@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def write_figshare_mat(path: Path, image: np.ndarray, label: int, pid: str,
@@ -143,3 +148,30 @@ def make_lgg_dataset(root: Path, patients: int = 6, slices: int = 12, size: int 
                              mask.astype(np.uint8) * 255, compression="zlib")
     (cases / "data.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``tumorscope`` command in a subprocess."""
+    exe = Path(sys.executable).with_name("tumorscope")
+    return subprocess.run([str(exe), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def write_config(tmp: Path, data: Path, **trainer: object) -> Path:
+    """A tiny joint experiment on a figshare-format ``.mat`` folder (``trainer`` overrides)."""
+    t = {"epochs": 3, "batch_size": 4, "accelerator": "cpu", "checkpoint_every_n_steps": 1,
+         "log_every_n_steps": 1, **trainer}
+    lines = "\n".join(f"  {k}: {v}" for k, v in t.items())
+    text = f"""name: tiny
+seed: 3
+data: {{dataset: figshare-mat, root: {data}, folds: 3, test_fold: 0, val_fold: 1,
+        fold_source: computed, cache: true}}
+model: {{arch: unet, encoder: resnet18, encoder_weights: none, attention: scse, input_size: 64,
+         normalization: global}}
+ema: {{enabled: true, decay: 0.9}}
+output: {{root: {tmp / 'runs'}}}
+trainer:
+{lines}
+"""
+    (tmp / "tiny.yaml").write_text(text)
+    return tmp / "tiny.yaml"

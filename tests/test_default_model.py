@@ -33,22 +33,29 @@ def test_card_and_weights() -> None:
 def test_held_out_metrics_reproduce(shared_data: Path, tmp_path: Path) -> None:
     """Re-evaluate on fold 0: the committed numbers must come out again, to the last digit."""
     from tumorscope.evaluation.evaluate import evaluate
+    from tumorscope.evaluation.result import read_result
 
-    committed = json.loads((DEFAULT / "metrics-fold0.json").read_text())
+    committed = read_result(DEFAULT / "metrics-fold0.json")
     fresh = evaluate(DEFAULT, 0, tmp_path)
-    assert fresh["fold_role"] == "test" and fresh["split"]["slices"] == 542
+    assert fresh.fold_role == "test" and fresh.split.slices == 542
+    assert fresh.classification and committed.classification
+    assert fresh.segmentation and committed.segmentation
     for key in ("accuracy", "macro_f1"):
-        assert fresh["classification"][key] == pytest.approx(committed["classification"][key],
-                                                             abs=1e-9)
-    assert fresh["segmentation"]["dice_mean_tumour"] == pytest.approx(
-        committed["segmentation"]["dice_mean_tumour"], abs=1e-6)
-    assert fresh["classification"]["confusion_matrix"] == \
-        committed["classification"]["confusion_matrix"]
+        assert getattr(fresh.classification, key) == pytest.approx(
+            getattr(committed.classification, key), abs=1e-9)
+    assert fresh.segmentation.dice_mean_tumour == pytest.approx(
+        committed.segmentation.dice_mean_tumour, abs=1e-6)
+    assert fresh.classification.confusion_matrix == committed.classification.confusion_matrix
+    mine = {r.id: (r.predicted, r.dice) for r in fresh.per_image}
+    theirs = {r.id: (r.predicted, r.dice) for r in committed.per_image}
+    assert mine.keys() == theirs.keys()
+    assert all(mine[k][0] == theirs[k][0] and mine[k][1] == pytest.approx(theirs[k][1], abs=1e-9)
+               for k in mine)  # every slice, not just the means
 
 
 @pytest.mark.realdata
 def test_demo_predicts_held_out_scans(shared_data: Path, tmp_path: Path) -> None:
-    from test_end_to_end import cli
+    from fixtures import cli
 
     res = cli("demo", "--out", str(tmp_path / "demo"), cwd=REPO)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -4,7 +4,6 @@ evaluate, predict; a 2-process DDP run; bad input never leaves partial output.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,35 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import ENV, cli, write_config
+
 pytestmark = pytest.mark.slow
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-
-
-def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("tumorscope")
-    return subprocess.run([str(exe), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def write_config(tmp: Path, data: Path, **trainer: object) -> Path:
-    t = {"epochs": 3, "batch_size": 4, "accelerator": "cpu", "checkpoint_every_n_steps": 1,
-         "log_every_n_steps": 1, **trainer}
-    lines = "\n".join(f"  {k}: {v}" for k, v in t.items())
-    text = f"""name: tiny
-seed: 3
-data: {{dataset: figshare-mat, root: {data}, folds: 3, test_fold: 0, val_fold: 1,
-        fold_source: computed, cache: true}}
-model: {{arch: unet, encoder: resnet18, encoder_weights: none, attention: scse, input_size: 64,
-         normalization: global}}
-ema: {{enabled: true, decay: 0.9}}
-output: {{root: {tmp / 'runs'}}}
-trainer:
-{lines}
-"""
-    (tmp / "tiny.yaml").write_text(text)
-    return tmp / "tiny.yaml"
-
 
 def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -> None:
     config = write_config(tmp_path, mat_dataset, epochs=400)

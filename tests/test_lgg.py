@@ -60,7 +60,7 @@ def test_split_by_patient_stratified_by_tumour(lgg_root: Path) -> None:
 
 @pytest.mark.slow
 def test_train_and_evaluate_writes_volumes(lgg_root: Path, tmp_path: Path) -> None:
-    from test_end_to_end import cli
+    from fixtures import cli
 
     cfg = tmp_path / "lgg.yaml"
     cfg.write_text(f"""name: tiny-lgg
@@ -117,7 +117,7 @@ def test_real_lgg_loads(shared_data: Path) -> None:
 def test_augment_preview_grid(lgg_root: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from test_end_to_end import cli
+    from fixtures import cli
 
     cfg = tmp_path / "a.yaml"
     cfg.write_text(f"data: {{dataset: lgg, root: {lgg_root}, fold_source: computed, folds: 3}}\n"
@@ -130,8 +130,7 @@ def test_augment_preview_grid(lgg_root: Path, tmp_path: Path) -> None:
 
 
 def test_predict_image_path_flag(tmp_path: Path, lgg_root: Path) -> None:
-    from fixtures import save_random_model
-    from test_end_to_end import cli
+    from fixtures import cli, save_random_model
 
     model = save_random_model(tmp_path / "m")
     scan = next((lgg_root / "kaggle_3m").rglob("*_5.tif"))

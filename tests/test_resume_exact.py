@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from test_end_to_end import write_config
+from fixtures import write_config
 from tumorscope.config import load_config
 from tumorscope.data.sampling import EpochOrder
 from tumorscope.training.run import train

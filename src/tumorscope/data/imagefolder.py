@@ -39,7 +39,8 @@ def load_imagefolder(root: Path, patient_separator: str = "_") -> DatasetIndex:
                                   patient=f"{patient}"))
     if not records:
         raise ScanReadError(root, "no readable images in the class folders")
-    info: dict[str, object] = {"layout": "imagefolder", "split": "computed (patient-grouped, stratified)"}
+    info: dict[str, object] = {"layout": "imagefolder",
+                               "split": "computed (patient-grouped, stratified)"}
     return DatasetIndex("imagefolder", root, classes, records, info)
 
 

@@ -1,0 +1,30 @@
+"""``tumorscope card``: a Markdown model card from a model's card and its ``metrics.json``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``card`` sub-command."""
+    p = sub.add_parser("card", help="write a Markdown model card from a card and metrics.json")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--metrics", type=Path, required=True, help="metrics.json of evaluate")
+    p.add_argument("--command", dest="reproduce", default="", help="command that produced it")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Render and write the Markdown card."""
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.evaluation.card_markdown import render_model_card
+    from tumorscope.evaluation.result import read_result
+    from tumorscope.io.writers import write_atomic
+
+    text = render_model_card(read_card(args.checkpoint), read_result(args.metrics),
+                             args.reproduce)
+    write_atomic(args.out, lambda p: p.write_text(text, encoding="utf-8"))
+    print(f"model card written to {args.out}")
+    return 0

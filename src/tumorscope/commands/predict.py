@@ -1,0 +1,55 @@
+"""``tumorscope predict``: class, tumour mask and overlay for scan files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tumorscope.errors import TumorscopeError
+from tumorscope.locations import default_checkpoint
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` sub-command."""
+    p = sub.add_parser("predict", help="class, mask and overlay for scan files")
+    p.add_argument("files", nargs="*", type=Path, help="PNG/JPEG/TIFF, .mat, DICOM or NIfTI")
+    p.add_argument("--image-path", type=Path, action="append", default=[],
+                   help="a file to predict (the original flag; may repeat)")
+    p.add_argument("--checkpoint", type=Path, help="model dir or .safetensors (default: shipped)")
+    p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    p.add_argument("--slice", type=int, dest="slice_index",
+                   help="for 3D volumes: predict this axial slice only")
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
+    p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: ONNX Runtime when model.onnx exists and onnxruntime is installed")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every file, write masks, overlays and JSON, and print a table."""
+    files: list[Path] = [*args.files, *args.image_path]
+    if not files:  # before loading the model: fail fast
+        raise TumorscopeError("predict", "give at least one scan file (or --image-path FILE)")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from tumorscope.inference.outputs import predict_files
+    from tumorscope.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
+                                          threshold=args.threshold, backend=args.backend)
+    records = predict_files(predictor, files, args.out, args.slice_index)
+    table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
+    for col in ["file", "class", *predictor.classes, "area px", "area mm²"]:
+        table.add_column(col)
+    for r in records:
+        area_mm = r.get("tumour_area_mm2", r.get("tumour_volume_mm3"))
+        table.add_row(Path(r["file"]).name, r["class"],
+                      *(f"{r['probabilities'][c]:.3f}" for c in predictor.classes),
+                      str(r.get("tumour_area_pixels", r.get("tumour_voxels"))),
+                      f"{area_mm:.1f}" if area_mm is not None else "-")
+    Console().print(table)
+    print(f"masks, overlays and JSON written to {args.out}/")
+    return 0
