@@ -24,8 +24,8 @@ def test_results_suite_tiny(shared_data: Path, tmp_path: Path,
     first = results.run_suite(config, tmp_path / "runs" / "recipe" / "model", tmp_path / "runs")
     assert set(first["ablations"]) == {"recipe", "without EMA"}
     for m in first["ablations"].values():
-        assert m["fold_role"] == "validation"  # ablations never look at the test fold
-    assert {m["fold_role"] for m in first["held_out"].values()} == {"test"}
+        assert m.fold_role == "validation"  # ablations never look at the test fold
+    assert {m.fold_role for m in first["held_out"].values()} == {"test"}
     out = results.write_results(first, tmp_path / "docs" / "results.md",
                                 tmp_path / "runs" / "recipe" / "model")
     text = out.read_text()
@@ -36,4 +36,4 @@ def test_results_suite_tiny(shared_data: Path, tmp_path: Path,
     again = results.run_suite(config, tmp_path / "runs" / "recipe" / "model",
                               tmp_path / "runs")  # cached: nothing retrains
     for name, metrics in again["held_out"].items():
-        assert metrics["classification"] == first["held_out"][name]["classification"]
+        assert metrics.classification == first["held_out"][name].classification
