@@ -57,7 +57,7 @@ def test_held_out_metrics_reproduce(shared_data: Path, tmp_path: Path) -> None:
 def test_demo_predicts_held_out_scans(shared_data: Path, tmp_path: Path) -> None:
     from fixtures import cli
 
-    res = cli("demo", "--out", str(tmp_path / "demo"), cwd=REPO)
+    res = cli("demo", "--data", str(shared_data), "--out", str(tmp_path / "demo"), cwd=REPO)
     assert res.returncode == 0, res.stderr[-2000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "demo").glob("*.json")]
     assert len(records) == 3

@@ -18,8 +18,10 @@ from tumorscope.commands import (
     compare,
     demo,
     evaluate,
+    explore,
     export,
     info,
+    lgg,
     predict,
     results,
     serve,
@@ -31,7 +33,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 # the order of ``tumorscope --help``
 SUBCOMMANDS = (train, evaluate, predict, export, card, serve, results, compare, augment, demo,
-               info)
+               info, lgg, explore)
 
 
 def build_parser() -> argparse.ArgumentParser:

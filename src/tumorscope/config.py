@@ -85,7 +85,7 @@ class JointLossConfig(_Strict):
 class OptimConfig(_Strict):
     """Optimiser; the encoder may learn slower (differential learning rates)."""
 
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    name: Literal["adamw", "adam", "adamax", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     encoder_lr_mult: float = Field(1.0, gt=0)
@@ -123,7 +123,7 @@ class TrainerConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     precision: Literal["32", "16-mixed", "bf16-mixed", "64"] = "32"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | str = 1
+    devices: int | str | list[int] = 1
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
     limit_train_batches: int | float | None = None

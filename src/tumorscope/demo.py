@@ -1,72 +1,125 @@
-"""``tumorscope demo``: the README's main job.
+"""``tumorscope demo``: the README's main job, on any machine.
 
-With the shipped default model: predict held-out real scans (one per class) and write overlays.
-Without one: a short end-to-end run (train a little at small size, evaluate, predict).
+Every shipped model predicts the example slices of its dataset that are bundled with the
+package (``tumorscope/examples``: patients of the held-out test fold); ``data`` switches to
+held-out slices of the real figshare dataset. Each record gets the true class and the Dice
+of the predicted mask against the true one. With no shipped model and the data at hand, a
+small model is trained first.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tumorscope.errors import TumorscopeError
-from tumorscope.locations import REPO
+from tumorscope.locations import REPO, shipped_checkpoints
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A slice with its ground truth."""
+
+    image: Path
+    mask: Path
+    dataset: str
+    true_class: str
+    patient: str
 
 
 def data_root() -> Path:
     """``$TUMORSCOPE_DATA`` or ``../shared/data`` beside the checkout."""
-    return Path(os.environ.get("TUMORSCOPE_DATA", REPO.parent / "shared" / "data"))
+    return Path(os.environ.get("TUMORSCOPE_DATA") or REPO.parent / "shared" / "data")
 
 
-def held_out_examples(figshare: Path, fold: int, per_class: int = 1) -> list[tuple[Path, str]]:
-    """First ``per_class`` slices of each class in ``fold`` (a fold the model never saw)."""
-    picked: dict[str, list[tuple[Path, str]]] = {}
-    with (figshare / "meta.csv").open(newline="") as f:
+def bundled_examples() -> list[Example]:
+    """The example slices shipped inside the package (see ``examples/README.md``)."""
+    manifest = json.loads((EXAMPLES / "examples.json").read_text(encoding="utf-8"))
+    return [Example(EXAMPLES / e["file"], EXAMPLES / e["mask"], e["dataset"], e["true_class"],
+                    e["patient"]) for e in manifest["examples"]]
+
+
+def held_out_examples(figshare: Path, fold: int, per_class: int = 1) -> list[Example]:
+    """First ``per_class`` slices of each class in ``fold`` of the figshare dataset."""
+    meta = figshare / "meta.csv"
+    if not meta.is_file():
+        raise TumorscopeError(figshare, "figshare data not found (meta.csv missing); run "
+                              "`tumorscope demo` without --data to use the bundled examples")
+    picked: dict[str, list[Example]] = {}
+    with meta.open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if int(row["fold"]) != fold:
                 continue
             bucket = picked.setdefault(row["label_name"], [])
             if len(bucket) < per_class:
-                bucket.append((figshare / "images" / f"{row['id']}.jpg", row["label_name"]))
+                bucket.append(Example(figshare / "images" / f"{row['id']}.jpg",
+                                      figshare / "masks" / f"{row['id']}.png", "figshare",
+                                      row["label_name"], row["pid"]))
     return [item for items in picked.values() for item in items]
 
 
-def run_demo(out: Path, checkpoint: Path | None = None) -> list[dict[str, Any]]:
-    """Predict held-out scans with the default (or given) model; train a quick one if none."""
-    from tumorscope.checkpoint.store import read_card
-    from tumorscope.inference.outputs import predict_files
-    from tumorscope.inference.predictor import Predictor
-    from tumorscope.locations import default_checkpoint
+def _scored(record: dict[str, Any], example: Example) -> dict[str, Any]:
+    """The record with the true class and the Dice of its mask against the truth."""
+    from tumorscope.io import read_mask
+    from tumorscope.metrics import dice_iou
 
-    figshare = data_root() / "figshare"
-    if not (figshare / "meta.csv").is_file():
-        raise TumorscopeError(figshare, "demo data not found; set TUMORSCOPE_DATA, or run "
-                              "`tumorscope predict YOUR_SCAN` on your own files")
-    try:
-        ckpt = checkpoint or default_checkpoint()
-    except TumorscopeError:
-        ckpt = _quick_model(out)
-    card = read_card(ckpt)
-    fold = card.data.split.test_fold
-    examples = held_out_examples(figshare, fold)
-    records = predict_files(Predictor.from_checkpoint(ckpt), [p for p, _ in examples], out)
-    for record, (_, truth) in zip(records, examples, strict=True):
-        record["true_class"] = truth
+    predicted = read_mask(record["outputs"]["mask"])
+    true = read_mask(example.mask, expected_shape=predicted.shape)
+    return {**record, "true_class": example.true_class, "patient": example.patient,
+            "dice": dice_iou(predicted, true)[0]}
+
+
+def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
+             ) -> list[dict[str, Any]]:
+    """Predict the examples with every shipped model (or ``checkpoint``); returns records."""
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.inference.outputs import output_stem, predict_files
+    from tumorscope.inference.predictor import Predictor
+    from tumorscope.io.writers import write_json
+
+    models = [checkpoint] if checkpoint else shipped_checkpoints()
+    if not models:
+        if data is None:
+            raise TumorscopeError("--checkpoint", "no shipped model under models/ and no "
+                                  "--checkpoint; pass --data DIR to train a small one first")
+        models = [_quick_model(out, data)]
+    records: list[dict[str, Any]] = []
+    for model in models:
+        card = read_card(model)
+        if data is not None and card.data.dataset == "figshare":
+            examples = held_out_examples(data / "figshare", card.data.split.test_fold)
+        else:
+            examples = [e for e in bundled_examples() if e.dataset == card.data.dataset]
+        if not examples:
+            continue
+        predictor = Predictor.from_checkpoint(model)
+        for record, example in zip(predict_files(predictor, [e.image for e in examples], out),
+                                   examples, strict=True):
+            scored = _scored(record, example)
+            write_json(out / f"{output_stem(example.image)}.json", scored)  # adds the truth
+            records.append(scored)
+    if not records:
+        raise TumorscopeError(out, "no example matches the model's dataset; pass --data DIR")
     return records
 
 
-def _quick_model(out: Path) -> Path:
+def _quick_model(out: Path, data: Path) -> Path:
     """No shipped model: train a small one for a few minutes on the CPU, then evaluate it."""
     from tumorscope.config import load_config
     from tumorscope.evaluation.evaluate import evaluate
     from tumorscope.training.run import train
 
-    print("No default model found: training a small demo model (a few minutes on CPU)...")
+    print("No shipped model found: training a small demo model (a few minutes on CPU)...")
     cfg = load_config(REPO / "configs" / "figshare" / "joint-lite0.yaml", [
-        "model.input_size=128", "trainer.epochs=2", "data.limit_per_split=256",
-        f"output.root={out / 'runs'}", "output.run_name=demo", "early_stopping.enabled=false"])
+        f"data.root={data / 'figshare'}", "model.input_size=128", "trainer.epochs=2",
+        "data.limit_per_split=256", f"output.root={out / 'runs'}", "output.run_name=demo",
+        "early_stopping.enabled=false"])
     if (cfg.run_dir / "model" / "model.json").is_file():
         return cfg.run_dir / "model"
     model = train(cfg)

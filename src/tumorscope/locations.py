@@ -9,7 +9,14 @@ from tumorscope.errors import TumorscopeError
 
 REPO = Path(__file__).resolve().parents[2]
 
-DEFAULT_MODEL_DIRS = [REPO / "models" / "default"]
+MODELS = REPO / "models"
+DEFAULT_MODEL_DIRS = [MODELS / "default"]
+
+
+def shipped_checkpoints() -> list[Path]:
+    """Every model shipped under ``models/`` (the default model first)."""
+    found = sorted(p.parent for p in MODELS.glob("*/model.json"))
+    return sorted(found, key=lambda p: p.name != "default")
 
 
 def default_checkpoint() -> Path:

@@ -8,9 +8,15 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
-    p = sub.add_parser("demo", help="predict held-out real scans with the default model")
+    p = sub.add_parser("demo", help="the shipped models on bundled held-out example scans",
+                       description="Every shipped model predicts the example slices bundled "
+                       "with tumorscope (patients of its held-out test fold): masks, overlays "
+                       "and JSON with the true class and the Dice against the true mask.")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
-    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--checkpoint", type=Path, help="one model instead of the shipped ones")
+    p.add_argument("--data", type=Path, nargs="?", const="", metavar="DIR",
+                   help="held-out slices of the real figshare data in DIR instead (default "
+                   "DIR: $TUMORSCOPE_DATA or ../shared/data)")
     p.set_defaults(handler=run)
 
 
@@ -19,15 +25,18 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tumorscope.demo import run_demo
+    from tumorscope.demo import data_root, run_demo
 
-    records = run_demo(args.out, args.checkpoint)
-    table = Table(title="held-out scans (patients never seen in training)")
-    for col in ["file", "true class", "predicted", "probability", "tumour area px"]:
+    data = None if args.data is None else (Path(args.data) if str(args.data) else data_root())
+    records = run_demo(args.out, args.checkpoint, data)
+    models = ", ".join(sorted({r["model_id"] for r in records}))
+    table = Table(title=f"held-out scans (patients never seen in training); {models}")
+    for col in ["file", "true class", "predicted", "probability", "tumour px", "Dice"]:
         table.add_column(col)
     for r in records:
         table.add_row(Path(r["file"]).name, r["true_class"], r["class"],
-                      f"{r['probabilities'][r['class']]:.3f}", str(r["tumour_area_pixels"]))
+                      f"{r['probabilities'][r['class']]:.3f}", str(r["tumour_area_pixels"]),
+                      f"{r['dice']:.3f}")
     Console().print(table)
     print(f"overlays, masks and JSON in {args.out}/")
     return 0

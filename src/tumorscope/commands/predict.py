@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from tumorscope.errors import TumorscopeError
 from tumorscope.locations import default_checkpoint
@@ -42,14 +43,23 @@ def run(args: argparse.Namespace) -> int:
                                           threshold=args.threshold, backend=args.backend)
     records = predict_files(predictor, files, args.out, args.slice_index)
     table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
-    for col in ["file", "class", *predictor.classes, "area px", "area mm²"]:
+    for col in ["file", "class", *predictor.classes, "tumour size", "area / volume"]:
         table.add_column(col)
     for r in records:
-        area_mm = r.get("tumour_area_mm2", r.get("tumour_volume_mm3"))
         table.add_row(Path(r["file"]).name, r["class"],
                       *(f"{r['probabilities'][c]:.3f}" for c in predictor.classes),
-                      str(r.get("tumour_area_pixels", r.get("tumour_voxels"))),
-                      f"{area_mm:.1f}" if area_mm is not None else "-")
+                      *tumour_size(r))
     Console().print(table)
     print(f"masks, overlays and JSON written to {args.out}/")
     return 0
+
+
+def tumour_size(record: dict[str, Any]) -> tuple[str, str]:
+    """Size cells with units: pixels and mm² for a slice, voxels and mm³ for a volume."""
+    if "tumour_voxels" in record:
+        count, unit, physical, cubed = record["tumour_voxels"], "voxels", \
+            record.get("tumour_volume_mm3"), "mm³"
+    else:
+        count, unit, physical, cubed = record["tumour_area_pixels"], "px", \
+            record.get("tumour_area_mm2"), "mm²"
+    return f"{count} {unit}", f"{physical:.1f} {cubed}" if physical is not None else "-"

@@ -12,6 +12,7 @@ import segmentation_models_pytorch as smp
 from torch import nn
 
 from tumorscope.errors import CheckpointError, ConfigError
+from tumorscope.models.hub import offline_unless_reachable
 from tumorscope.models.pretrained import LITE0_PACKAGE, load_encoder_file, load_lite0_package
 
 ARCHS = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN}
@@ -42,19 +43,24 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
         raise ConfigError("model.arch", f"unknown architecture {arch!r}; known: {known}")
     weights = None if encoder_weights in (None, "", "none", "null") else encoder_weights
     hub = weights if weights is not None and not _is_local(weights) else None
+    online = False
     try:
-        model = ARCHS[arch](encoder_name=encoder, encoder_weights=hub, in_channels=in_channels,
-                            classes=1, aux_params={"classes": num_classes, "dropout": dropout},
-                            **_smp_kwargs(arch, attention))
+        with offline_unless_reachable() as online:
+            model = ARCHS[arch](encoder_name=encoder, encoder_weights=hub,
+                                in_channels=in_channels, classes=1,
+                                aux_params={"classes": num_classes, "dropout": dropout},
+                                **_smp_kwargs(arch, attention))
     except KeyError as err:
         raise ConfigError("model.encoder", f"unknown encoder {encoder!r} ({err})") from None
     except (OSError, RuntimeError, ValueError) as err:
         if hub is None:
             raise ConfigError("model.encoder", f"cannot build {arch}/{encoder}: {err}") from None
-        raise CheckpointError(f"model.encoder_weights={hub}", f"could not fetch pretrained "
-                              f"weights for {encoder} ({type(err).__name__}: {err}); offline? Set "
-                              "model.encoder_weights=none, a local weights file, or use "
-                              f"encoder tu-tf_efficientnet_lite0 with {LITE0_PACKAGE}") from None
+        why = "the download failed" if online else "no internet and not in the local cache"
+        raise CheckpointError(f"model.encoder_weights={hub}", f"cannot fetch {hub} weights for "
+                              f"{encoder}: {why} ({type(err).__name__}). Use a local weights file "
+                              "(model.encoder_weights=/path/encoder.safetensors), the offline "
+                              f"ImageNet weights (model.encoder=tu-tf_efficientnet_lite0 "
+                              f"model.encoder_weights={LITE0_PACKAGE}) or none") from None
     if weights == LITE0_PACKAGE:
         if encoder != "tu-tf_efficientnet_lite0":
             raise ConfigError("model.encoder_weights", f"{LITE0_PACKAGE} fits encoder "

@@ -33,6 +33,8 @@ def _optimizer(cfg: ExperimentConfig, groups: list[dict[str, Any]]) -> torch.opt
                                nesterov=True)
     if o.name == "adam":
         return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamax":
+        return torch.optim.Adamax(groups, lr=o.lr, weight_decay=o.weight_decay)
     return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from tumorscope.config import ExperimentConfig, dump_config, load_config
+from tumorscope.config import ExperimentConfig, dump_config, load_config, resolve_data_root
 from tumorscope.data.prepare import prepare_split
 from tumorscope.data.sampling import Loaders
 from tumorscope.errors import ConfigError, TumorscopeError
@@ -24,11 +24,25 @@ log = logging.getLogger("tumorscope.train")
 CONFIG_NAME = "config.yaml"
 
 
-def _check_precision(cfg: ExperimentConfig) -> None:
+def machine_precision(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with a precision this machine has: float16 mixed precision needs a GPU, so on
+    a CPU it falls back to 32-bit with a one-line note (bf16-mixed is the CPU's option)."""
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
-    if cfg.trainer.precision == "16-mixed" and not on_gpu:
-        raise ConfigError("trainer.precision", "16-mixed needs a GPU; use bf16-mixed or 32 on CPU")
+    if cfg.trainer.precision != "16-mixed" or on_gpu:
+        return cfg
+    print("note: trainer.precision 16-mixed needs a GPU and none is in use; training in 32-bit "
+          "(set trainer.precision=bf16-mixed for mixed precision on a CPU)", flush=True)
+    return cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"precision": "32"})})
+
+
+def _check_output(cfg: ExperimentConfig, data_root: str | None) -> None:
+    """Never write runs into a dataset: refuse an output folder inside the data root."""
+    data = resolve_data_root(cfg, data_root).resolve()
+    if cfg.run_dir.resolve().is_relative_to(data):
+        raise ConfigError("output.root", f"{cfg.run_dir} is inside the dataset folder {data}; "
+                          "write runs elsewhere (output.root, --root-dir is the output folder "
+                          "of `train`; `tumorscope lgg --root_dir` is the dataset)")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -78,7 +92,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
     ``callbacks`` are added to the standard ones (checkpoints, early stopping, progress).
     """
     spec = get_task(cfg.task)
-    _check_precision(cfg)
+    cfg = machine_precision(cfg)
+    _check_output(cfg, data_root)
     run_dir = cfg.run_dir
     ckpt_path = _resume_point(run_dir, resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -1,0 +1,48 @@
+"""`make run` on a fresh machine: the demo needs no dataset, only what ships with tumorscope."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tumorscope.demo import bundled_examples
+from tumorscope.io import read_mask, read_scan
+from tumorscope.metrics import dice_iou
+
+
+def test_bundled_examples_are_real_held_out_slices() -> None:
+    examples = bundled_examples()
+    assert {e.true_class for e in examples if e.dataset == "figshare"} == \
+        {"meningioma", "glioma", "pituitary"}
+    total = 0
+    for e in examples:
+        scan = read_scan(e.image)
+        assert read_mask(e.mask, expected_shape=scan.spatial_shape).any(), e.mask
+        total += e.image.stat().st_size + e.mask.stat().st_size
+    assert total < 3 * 2**20
+
+
+def test_demo_runs_without_the_datasets(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TUMORSCOPE_DATA"}
+    env["HF_HUB_OFFLINE"] = "1"
+    exe = Path(sys.executable).with_name("tumorscope")
+    res = subprocess.run([str(exe), "demo", "--out", "out"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*.json"))]
+    figshare = [r for r in records if r["model_id"].startswith("figshare-joint")]
+    assert {r["true_class"] for r in figshare} == {"meningioma", "glioma", "pituitary"}
+    truth = {e.image.name: e.mask for e in bundled_examples()}
+    for r in records:
+        predicted = read_mask(tmp_path / r["outputs"]["mask"])  # paths relative to cwd
+        true = read_mask(truth[Path(r["file"]).name])
+        assert r["dice"] == pytest.approx(dice_iou(predicted, true)[0])  # scored for real
+        assert (tmp_path / r["outputs"]["overlay"]).is_file()
+        assert set(r["probabilities"]) and np.isclose(sum(r["probabilities"].values()), 1.0)
+    assert "Dice" in res.stdout and "Traceback" not in res.stderr
