@@ -20,7 +20,8 @@ LAYERS: list[list[str]] = [
     ["training"],
     ["inference"],
     ["evaluation"],
-    ["experiments", "augment_preview", "demo", "serve", "commands", "cli", "__init__"],
+    ["experiments", "augment_preview", "demo", "explore", "serve", "commands", "cli",
+     "__init__"],
 ]
 LIGHTNING_ALLOWED = ("tasks.optim", "tasks.rng", "tasks.joint", "training")
 

@@ -38,7 +38,9 @@ def test_a_registered_dataset_is_indexed_by_name(tmp_path: Path) -> None:
 
 
 def test_config_schema_follows_the_task(tmp_path: Path) -> None:
-    assert "joint" in task_names()
+    from tumorscope.tasks import task_names as registered_tasks
+
+    assert "joint" in task_names() and task_names() == registered_tasks()  # one schema each
     (tmp_path / "c.yaml").write_text("task: segment-everything\n")
     with pytest.raises(ConfigError, match=r"task: unknown task 'segment-everything'.*joint"):
         load_config(tmp_path / "c.yaml")
@@ -68,6 +70,27 @@ def test_cards_written_before_the_typed_card_still_load() -> None:
     assert card.experiment().name == card.name  # its training config validates today
 
 
+def test_a_card_without_a_test_fold_is_not_evaluated_on_fold_0(tmp_path: Path) -> None:
+    from tumorscope.evaluation.evaluate import fold_role
+
+    card = read_card(save_random_model(tmp_path / "m"))
+    assert fold_role(card, 0) == "test"  # the fixture's card says fold 0 is held out
+    bare = card.model_copy(update={"data": card.data.model_copy(
+        update={"split": card.data.split.model_copy(update={"test_fold": None})})})
+    assert fold_role(bare, 0) == "train"  # unknown: refused unless --allow-train-fold
+
+
+def test_bad_preprocessing_in_a_card_is_one_line(tmp_path: Path) -> None:
+    from tumorscope.inference.predictor import Predictor
+
+    model = save_random_model(tmp_path / "m")
+    card = json.loads((model / "model.json").read_text())
+    card["preprocessing"]["input_size"] = "big"
+    (model / "model.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=r"preprocessing\.input_size: .*integer"):
+        Predictor.from_checkpoint(model, backend="torch")
+
+
 def test_unknown_normalisation_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown normalisation 'zscore'"):
         normalise(np.zeros((1, 4, 4), np.float32), "zscore")
@@ -91,10 +114,11 @@ def test_over_slices_matches_a_loop_over_slices() -> None:
     def fn(batch: np.ndarray) -> dict[str, np.ndarray]:  # per-slice, non-linear, batch-aware
         assert batch.shape[1:] == (2, 7, 5) and len(batch) <= 4
         mean = batch.mean(axis=(1, 2, 3), keepdims=True)
-        return {"a": np.tanh(batch[:, :1] - mean), "b": np.repeat(mean, 3, axis=1)[:, :, 0:1]
-                .repeat(7, 2).repeat(5, 3)}
+        return {"a": np.tanh(batch[:, :1] - mean),  # a map per slice
+                "b": np.concatenate([mean, -mean, 2 * mean], axis=1)}  # 3 values per slice
 
     out = over_slices(volume, fn, batch_size=4)
+    assert out["a"].shape == (1, 7, 5, 6) and out["b"].shape == (3, 1, 1, 6)
     for k in range(6):
         ref = fn(volume[None, ..., k])
         np.testing.assert_allclose(out["a"][..., k], ref["a"][0], atol=1e-6)

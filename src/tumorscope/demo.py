@@ -92,8 +92,9 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
     records: list[dict[str, Any]] = []
     for model in models:
         card = read_card(model)
-        if data is not None and card.data.dataset == "figshare":
-            examples = held_out_examples(data / "figshare", card.data.split.test_fold)
+        held_out = card.data.split.test_fold
+        if data is not None and card.data.dataset == "figshare" and held_out is not None:
+            examples = held_out_examples(data / "figshare", held_out)
         else:
             examples = [e for e in bundled_examples() if e.dataset == card.data.dataset]
         if not examples:

@@ -42,7 +42,7 @@ class SplitPart(_Open):
 class CardSplit(_Open):
     """The patient-level split the model was trained under."""
 
-    test_fold: int = 0
+    test_fold: int | None = None
     val_fold: int | None = None
     train: SplitPart | None = None
     val: SplitPart | None = None
@@ -97,8 +97,8 @@ class ModelCard(_Open):
         return build_config(self.training_config, origin)
 
     def summary(self) -> dict[str, Any]:
-        """The card as JSON without the (long) training config."""
-        return self.model_dump(mode="json", exclude={"training_config"}, exclude_none=True)
+        """The card as JSON without the (long) training config (fields as written)."""
+        return self.model_dump(mode="json", exclude={"training_config"}, exclude_unset=True)
 
 
 def build_card(cfg: ExperimentConfig, index: DatasetIndex, split: Split,
@@ -116,4 +116,4 @@ def build_card(cfg: ExperimentConfig, index: DatasetIndex, split: Split,
              else None, "folds": cfg.data.folds, "seed": cfg.seed})),
         training_config=cfg.model_dump(mode="json"),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        tumorscope_version=__version__, **extra)
+        tumorscope_version=__version__, intended_use=INTENDED_USE, **extra)

@@ -51,7 +51,9 @@ def save_checkpoint(directory: str | Path, state: Mapping[str, torch.Tensor],
     typed = typed.model_copy(update={"weights_sha256": digest,
                                      "model_id": f"{typed.name}-{digest[:12]}",
                                      "weights_dtype": "float16" if half else "float32"})
-    write_json(card_path, typed.model_dump(mode="json", exclude_none=True))
+    # the fields given (as earlier versions wrote them), the format first
+    write_json(card_path, {"format": CARD_FORMAT,
+                           **typed.model_dump(mode="json", exclude_unset=True)})
     return weights
 
 

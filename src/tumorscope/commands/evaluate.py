@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tumorscope.errors import TumorscopeError
 from tumorscope.locations import default_checkpoint
 
 
@@ -34,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt = Path(args.checkpoint or default_checkpoint())
     card = read_card(ckpt)
-    fold: int = args.fold if args.fold is not None else card.data.split.test_fold
+    fold = args.fold if args.fold is not None else card.data.split.test_fold
+    if fold is None:
+        raise TumorscopeError("--fold", "the model card records no held-out test fold; give "
+                              "--fold (with --allow-train-fold if the model trained on it)")
     model_dir = ckpt if ckpt.is_dir() else ckpt.parent
     out: Path = args.out or model_dir / f"eval-fold{fold}"
     m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,

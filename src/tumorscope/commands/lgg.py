@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if not (args.train or args.test or args.view_aug or args.image_path):
         raise TumorscopeError("lgg", "nothing to do: give --train, --test, --view_aug or "
                               "--image_path")
+    from tumorscope.training.run import check_output
+
     cfg = load_config(named_config(MODELS[args.model]), overrides(args))
+    check_output(cfg)  # before anything is written: never into the dataset
     model = cfg.run_dir / "model"
     if args.view_aug:
         from tumorscope.augment_preview import preview_grid
@@ -112,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
 
         records = predict_files(Predictor.from_checkpoint(model), args.image_path,
                                 cfg.run_dir / "predictions")
+        from tumorscope.commands.predict import tumour_size
+
         for record in records:
-            print(f"{record['file']}: {record['class']}, tumour {record['tumour_area_pixels']} "
-                  f"px -> {record['outputs']['overlay']}")
+            print(f"{record['file']}: {record['class']}, tumour {tumour_size(record)[0]} -> "
+                  f"{record['outputs']['overlay']}")
     return 0

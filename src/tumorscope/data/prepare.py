@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from tumorscope.config import ExperimentConfig, resolve_data_root
 from tumorscope.data.records import DatasetIndex
-from tumorscope.data.registry import load_index
+from tumorscope.data.registry import dataset_names, load_index
 from tumorscope.data.splits import Split, make_split
 from tumorscope.errors import ConfigError
 
@@ -16,6 +16,9 @@ T = TypeVar("T")
 def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
                   ) -> tuple[DatasetIndex, Split]:
     """Index the dataset and split it by patient as the config says."""
+    if cfg.data.dataset not in dataset_names():
+        raise ConfigError("data.dataset", f"unknown dataset {cfg.data.dataset!r}; known: "
+                          f"{dataset_names()}")
     root = resolve_data_root(cfg, data_root)
     if not root.exists():
         raise ConfigError("data.root", f"dataset folder {root} not found (set data.root or "

@@ -71,7 +71,7 @@ def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) 
         raise TumorscopeError(metrics.checkpoint, "a model card needs classification and "
                               "segmentation metrics and a card with the training split")
     m, train = card.model, card.experiment()
-    pre = SlicePreprocessing.model_validate(card.preprocessing)
+    pre = SlicePreprocessing.from_card(card.preprocessing)
     rows = "\n".join(f"| {name} | {v.precision:.3f} | {v.recall:.3f} | {v.f1:.3f} | "
                      f"{v.support} |" for name, v in cls.per_class.items())
     cm_rows = "\n".join(f"| **{cls.classes[i]}** | " + " | ".join(str(n) for n in row) + " |"

@@ -46,7 +46,7 @@ class Evaluation:
         encoder = "" if model.get("encoder") in (None, "none") else f" + {model['encoder']}"
         weights = model.get("encoder_weights")
         init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
-        architecture = f"{model.get('arch')}{encoder}{init}, {size} px"
+        architecture = f"{model.get('arch', 'unknown architecture')}{encoder}{init}, {size} px"
         try:
             cfg = card.experiment()
         except TumorscopeError:
@@ -74,7 +74,8 @@ def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = 
             path = path / "metrics.json"
         if not metrics.per_image:
             raise TumorscopeError(path, "has no per-slice rows (per_image) to pair")
-        evaluations.append(Evaluation(names[i] if names else metrics.model_id, path, metrics))
+        name = names[i] if names else (metrics.model_id or path.parent.name)
+        evaluations.append(Evaluation(name, path, metrics))
     first = evaluations[0]
     for other in evaluations[1:]:
         for key in ("dataset", "fold"):

@@ -104,7 +104,7 @@ class EvaluationResult(_Open):
     """One model evaluated on one fold."""
 
     checkpoint: str
-    model_id: str
+    model_id: str = ""
     fold: int
     fold_role: str | None = None
     dataset: str
@@ -125,7 +125,7 @@ class EvaluationResult(_Open):
         """Write as JSON (atomically)."""
         from tumorscope.io.writers import write_json
 
-        return write_json(path, self.model_dump(mode="json", exclude_none=True))
+        return write_json(path, self.model_dump(mode="json", exclude_unset=True))
 
 
 def read_result(path: str | Path) -> EvaluationResult:

@@ -1,7 +1,8 @@
 """Running a network over more than it takes at once, with MONAI's inferers: a 2D model over
 every slice of a volume (``SliceInferer``), a 3D model over overlapping windows
 (``SlidingWindowInferer``). ``fn`` maps a float32 batch to named outputs with the batch's
-spatial size; the results are stitched back into the volume's grid."""
+spatial size, stitched back into the volume's grid; an output of spatial size 1 (e.g. class
+probabilities as ``(b, K, 1, 1)``) comes back as one value per slice."""
 
 from __future__ import annotations
 

@@ -35,13 +35,13 @@ class JointInferer:
                  tta: bool = False) -> None:
         self.runner, self.card = runner, card
         self.threshold, self.tta = threshold, tta
-        self.pre = SlicePreprocessing.model_validate(card.preprocessing)
+        self.pre = SlicePreprocessing.from_card(card.preprocessing)
         self.classes = list(card.classes)
 
     @staticmethod
     def input_shape(card: ModelCard) -> tuple[int, ...]:
         """One sample's network input shape ``(C, S, S)``."""
-        pre = SlicePreprocessing.model_validate(card.preprocessing)
+        pre = SlicePreprocessing.from_card(card.preprocessing)
         return (pre.in_channels, pre.input_size, pre.input_size)
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +90,11 @@ class JointInferer:
 
         def per_slice(batch: np.ndarray) -> dict[str, np.ndarray]:
             probs, masks = self._probabilities(list(batch), [scan.path] * len(batch))
-            spread = np.broadcast_to(probs[:, :, None, None], (*probs.shape, *batch.shape[2:]))
-            return {"mask": np.stack(masks)[:, None], "probs": spread}
+            return {"mask": np.stack(masks)[:, None], "probs": probs[:, :, None, None]}
 
         out = over_slices(scan.array, per_slice)
         masks = out["mask"][0] > self.threshold
-        per_slice_probs = out["probs"][:, 0, 0, :].T  # (slices, K)
+        per_slice_probs = out["probs"][:, 0, 0, :].T  # (slices, K); 1x1 per slice
         areas = masks.sum(axis=(0, 1)).astype(float)
         weights = areas if areas.sum() > 0 else np.ones_like(areas)
         probs = np.average(per_slice_probs, axis=0, weights=weights)

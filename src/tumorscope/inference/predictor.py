@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.checkpoint.store import checkpoint_paths, load_checkpoint, read_card
+from tumorscope.errors import CheckpointError
 from tumorscope.inference.prediction import Prediction
 from tumorscope.inference.runtime import ONNX_NAME, OnnxRunner, Runner, TorchRunner, choose_backend
 from tumorscope.io import Scan, read_scan
@@ -51,7 +52,12 @@ class Predictor:
         onnx_path = weights.with_name(ONNX_NAME)
         chosen = choose_backend(backend if device == "cpu" else "torch", onnx_path)
         if chosen == "onnx":
-            return cls(OnnxRunner(onnx_path), read_card(path), **kw)
+            card, runner = read_card(path), OnnxRunner(onnx_path)
+            wanted = get_task(card.task, "model card task").outputs
+            if set(wanted) - set(runner.outputs):
+                raise CheckpointError(onnx_path, f"outputs {list(runner.outputs)} lack the "
+                                      f"task's {list(wanted)}; export it again")
+            return cls(runner, card, **kw)
         model, card = load_checkpoint(path)
         outputs = get_task(card.task, "model card task").outputs
         return cls(TorchRunner(model, outputs, device), card, **kw)

@@ -45,7 +45,7 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
     hub = weights if weights is not None and not _is_local(weights) else None
     online = False
     try:
-        with offline_unless_reachable() as online:
+        with offline_unless_reachable(needed=hub is not None) as online:
             model = ARCHS[arch](encoder_name=encoder, encoder_weights=hub,
                                 in_channels=in_channels, classes=1,
                                 aux_params={"classes": num_classes, "dropout": dropout},

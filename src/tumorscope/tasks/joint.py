@@ -119,8 +119,8 @@ class JointTask(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         reduce = self.trainer.strategy.reduce
-        cm = reduce(torch.from_numpy(self._cm).to(self.device), reduce_op="sum").cpu().numpy()
-        dice = reduce(torch.from_numpy(self._dice).to(self.device), reduce_op="sum").cpu()
+        cm = reduce(torch.tensor(self._cm, device=self.device), reduce_op="sum").cpu().numpy()
+        dice = reduce(torch.tensor(self._dice, device=self.device), reduce_op="sum").cpu()
         scores = classification_metrics(cm, self.classes)
         acc, macro_f1 = cast(float, scores["accuracy"]), cast(float, scores["macro_f1"])
         mean_dice = float(dice[0] / dice[1]) if dice[1] > 0 else 0.0

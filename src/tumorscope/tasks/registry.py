@@ -22,11 +22,11 @@ class TaskSpec:
 
     - ``network(model_section: dict, num_classes: int, load_pretrained: bool) -> nn.Module``
     - ``module(cfg, classes, stats, load_pretrained) -> LightningModule`` (training only)
-    - ``data(cfg, split) -> data.prepare.Loaders`` (training loaders and normalisation stats)
+    - ``data(cfg, split) -> data.sampling.Loaders`` (training loaders, normalisation stats)
     - ``card_section(cfg, stats) -> dict``: the card's ``preprocessing`` section
     - ``inferer``: a class ``(runner, card, threshold, tta)`` with ``predict_scan`` and
       ``input_shape`` (see inference/predictor.py)
-    - ``evaluator(predictor, cfg, split, out, ...) -> EvaluationResult``
+    - ``evaluator(evaluation.evaluate.EvaluationJob) -> EvaluationResult``
     - ``outputs``: the network's outputs in order (names of ONNX outputs and runner results)
     - ``weights_prefix(ema)``: which LightningModule sub-module holds the exported weights
     """

@@ -36,7 +36,7 @@ def machine_precision(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"precision": "32"})})
 
 
-def _check_output(cfg: ExperimentConfig, data_root: str | None) -> None:
+def check_output(cfg: ExperimentConfig, data_root: str | None = None) -> None:
     """Never write runs into a dataset: refuse an output folder inside the data root."""
     data = resolve_data_root(cfg, data_root).resolve()
     if cfg.run_dir.resolve().is_relative_to(data):
@@ -93,7 +93,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
     """
     spec = get_task(cfg.task)
     cfg = machine_precision(cfg)
-    _check_output(cfg, data_root)
+    check_output(cfg, data_root)
     run_dir = cfg.run_dir
     ckpt_path = _resume_point(run_dir, resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -90,6 +90,20 @@ class SlicePreprocessing(BaseModel):
     normalization: str = "instance"
     stats: tuple[float, float] | None = None
 
+    @classmethod
+    def from_card(cls, section: dict[str, Any]) -> SlicePreprocessing:
+        """The card's ``preprocessing`` section, or a one-line error naming the bad key."""
+        from pydantic import ValidationError
+
+        from tumorscope.errors import CheckpointError
+
+        try:
+            return cls.model_validate(section)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise CheckpointError("model card", f"preprocessing.{where}: {first['msg']}") from None
+
     def __call__(self, array: np.ndarray, path: Path | str | None = None) -> np.ndarray:
         """Raw ``(C, H, W)`` pixels -> normalised ``(in_channels, S, S)`` float32 input."""
         image = load_model_input(array, self.in_channels, self.input_size, path)
