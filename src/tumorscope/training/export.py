@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tumorscope.checkpoint.card import build_card
 from tumorscope.checkpoint.store import save_checkpoint
 from tumorscope.config import ExperimentConfig
@@ -18,6 +16,7 @@ from tumorscope.data.splits import Split
 from tumorscope.errors import TumorscopeError
 from tumorscope.tasks.registry import get_task
 from tumorscope.training.callbacks import CHECKPOINT_DIR
+from tumorscope.training.ckpt_io import load_training_checkpoint
 from tumorscope.training.history import read_run_metrics
 
 log = logging.getLogger("tumorscope.export")
@@ -37,7 +36,7 @@ def export_checkpoint(cfg: ExperimentConfig, source: Path | None = None,
                        if p.is_file()), None)
         if source is None:
             raise TumorscopeError(cfg.run_dir, "no best.ckpt or last.ckpt to export")
-    ckpt = torch.load(source, map_location="cpu", weights_only=False)  # our own run's file
+    ckpt = load_training_checkpoint(source)  # never unpickles anything but tensors and values
     hparams: dict[str, Any] = ckpt.get("hyper_parameters", {})
     if stats is None and hparams.get("stats"):
         low, high = hparams["stats"]

@@ -14,9 +14,15 @@ import torch
 from tumorscope.config import ExperimentConfig, dump_config, load_config, resolve_data_root
 from tumorscope.data.prepare import prepare_split
 from tumorscope.data.sampling import Loaders
-from tumorscope.errors import ConfigError, TumorscopeError
+from tumorscope.errors import CheckpointError, ConfigError, TumorscopeError
 from tumorscope.tasks.registry import get_task
 from tumorscope.training.callbacks import CHECKPOINT_DIR, ResumableData, standard_callbacks
+from tumorscope.training.ckpt_io import (
+    AtomicCheckpointIO,
+    load_training_checkpoint,
+    remove_orphans,
+    safe_unpickling,
+)
 from tumorscope.training.export import export_checkpoint
 from tumorscope.training.history import CSV_DIR, archive_metrics
 
@@ -52,13 +58,30 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
+def intact_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint that loads (step, last, then best): an unreadable newest one
+    (torn by a kill) is passed over with a one-line note; an unsafe one stops the resume."""
+    folder = run_dir / CHECKPOINT_DIR
+    remove_orphans(folder)
+    found = sorted((p for p in folder.glob("*.ckpt") if p.name.startswith(("last", "step"))),
+                   key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    candidates = [*found, *([folder / "best.ckpt"] if (folder / "best.ckpt").is_file() else [])]
+    for path in candidates:
+        try:
+            load_training_checkpoint(path)
+        except CheckpointError as err:
+            if "refused" in err.problem:
+                raise
+            print(f"note: {err}; trying an older checkpoint", flush=True)
+            continue
+        return path
+    raise TumorscopeError(run_dir, "no intact checkpoint to resume from (checkpoints/"
+                          "step.ckpt, last.ckpt or best.ckpt)")
+
+
 def _resume_point(run_dir: Path, resume: bool) -> Path | None:
     if resume:
-        ckpt_path = latest_checkpoint(run_dir)
-        if ckpt_path is None:
-            raise TumorscopeError(run_dir, "no checkpoint to resume from (checkpoints/last.ckpt "
-                                  "or step.ckpt)")
-        return ckpt_path
+        return intact_checkpoint(run_dir)
     if latest_checkpoint(run_dir) is not None:
         raise TumorscopeError(run_dir, "run already has checkpoints; pass --resume to continue "
                               "it or choose another output.run_name")
@@ -79,6 +102,7 @@ def _trainer(cfg: ExperimentConfig, loaders: Loaders,
         callbacks=[*standard_callbacks(cfg, run_dir, loaders.val is not None, callbacks),
                    ResumableData(loaders.train, loaders.val)],
         use_distributed_sampler=False,  # EpochOrder shards by rank itself
+        plugins=[AtomicCheckpointIO()],
         logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                 CSVLogger(run_dir, name=CSV_DIR, version="")],
         num_sanity_val_steps=0, enable_model_summary=True,
@@ -106,7 +130,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
         archive_metrics(run_dir)
     (run_dir / CONFIG_NAME).write_text(dump_config(cfg), encoding="utf-8")
     trainer = _trainer(cfg, loaders, callbacks)
-    trainer.fit(module, loaders.train, loaders.val, ckpt_path=ckpt_path, weights_only=False)
+    with safe_unpickling():
+        trainer.fit(module, loaders.train, loaders.val, ckpt_path=ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return run_dir / "model"
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
