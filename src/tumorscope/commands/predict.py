@@ -21,10 +21,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slice", type=int, dest="slice_index",
                    help="for 3D volumes: predict this axial slice only")
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
-    p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
+    p.add_argument("--threshold", type=probability, default=0.5,
+                   help="mask probability threshold, strictly between 0 and 1")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: ONNX Runtime when model.onnx exists and onnxruntime is installed")
     p.set_defaults(handler=run)
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:  # also false for nan
+        raise argparse.ArgumentTypeError(f"{text} is not strictly between 0 and 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tumorscope.errors import ScanReadError
-from tumorscope.inference.predictor import Prediction, Predictor
+from tumorscope.errors import ScanReadError, TumorscopeError
+from tumorscope.inference.predictor import Prediction, Predictor, check_content
 from tumorscope.io import Scan, read_scan, scan_suffix
 from tumorscope.io.writers import write_json, write_mask_nifti, write_mask_png, write_png
 from tumorscope.reporting.overlay import overlay
@@ -20,10 +21,41 @@ def output_stem(path: Path) -> str:
     return path.name[: -len(suffix)] if suffix and path.name.lower().endswith(suffix) else path.stem
 
 
-def write_outputs(scan: Scan, pred: Prediction, out_dir: Path) -> dict[str, Any]:
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Output names for ``paths``: the file stem, prefixed by parent folders (then numbered)
+    where two inputs share a name, so no output overwrites another."""
+    stems = [output_stem(p) for p in paths]
+    for depth in (1, 2):
+        clashing = {s for s in stems if stems.count(s) > 1}
+        stems = ["_".join([*p.resolve().parent.parts[-depth:], output_stem(p)])
+                 if s in clashing else s for p, s in zip(paths, stems, strict=True)]
+    seen: dict[str, int] = {}
+    numbered = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        numbered.append(s if seen[s] == 1 else f"{s}-{seen[s]}")
+    return numbered
+
+
+def prepare_output_folder(out_dir: Path) -> Path:
+    """Create ``out_dir`` (or check it), a one-line error if it is a file or not writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TumorscopeError(out_dir, "--out is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TumorscopeError(out_dir, f"cannot create the output folder ({err.strerror})") \
+            from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise TumorscopeError(out_dir, "the output folder is not writable")
+    return out_dir
+
+
+def write_outputs(scan: Scan, pred: Prediction, out_dir: Path,
+                  stem: str | None = None) -> dict[str, Any]:
     """Write mask, overlay and JSON for one prediction; returns the JSON record."""
     assert scan.path is not None
-    stem = output_stem(scan.path)
+    stem = stem or output_stem(scan.path)
     files: dict[str, str] = {}
     if scan.format == "nifti":
         mask_path = write_mask_nifti(out_dir / f"{stem}_mask.nii.gz", pred.mask, scan.affine)
@@ -49,14 +81,18 @@ def predict_files(predictor: Predictor, files: list[Path], out_dir: Path,
     predict and write each file's outputs atomically."""
     scans = [read_scan(f) for f in files]
     for scan in scans:
+        check_content(scan)  # refuse before anything is written
+    stems = unique_stems([Path(f) for f in files])
+    prepare_output_folder(out_dir)
+    for scan in scans:
         if slice_index is not None and scan.is_volume:
             depth = scan.array.shape[-1]
             if not 0 <= slice_index < depth:
                 raise ScanReadError(scan.path, f"--slice {slice_index} is outside 0..{depth - 1}")
     records = []
-    for scan in scans:
+    for scan, stem in zip(scans, stems, strict=True):
         pred = predictor.predict_scan(scan, slice_index)
         if slice_index is not None and scan.is_volume:
             scan = scan.slice(slice_index)
-        records.append(write_outputs(scan, pred, out_dir))
+        records.append(write_outputs(scan, pred, out_dir, stem))
     return records

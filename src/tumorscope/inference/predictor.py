@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.checkpoint.store import checkpoint_paths, load_checkpoint, read_card
-from tumorscope.errors import CheckpointError
+from tumorscope.errors import CheckpointError, ScanReadError
 from tumorscope.inference.prediction import Prediction
 from tumorscope.inference.runtime import ONNX_NAME, OnnxRunner, Runner, TorchRunner, choose_backend
 from tumorscope.io import Scan, read_scan
@@ -24,6 +24,20 @@ class Inferer(Protocol):
     classes: list[str]
 
     def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction: ...
+
+
+MIN_SIDE = 8
+
+
+def check_content(scan: Scan) -> None:
+    """A one-line error for an image too small to be a scan or with no content at all."""
+    height, width = scan.array.shape[1:3]
+    if min(height, width) < MIN_SIDE:
+        raise ScanReadError(scan.path, f"image is {height}x{width} px: too small to be an MRI "
+                            f"slice (at least {MIN_SIDE}x{MIN_SIDE})")
+    low, high = float(scan.array.min()), float(scan.array.max())
+    if low == high:
+        raise ScanReadError(scan.path, f"the image has no content (every pixel is {low:g})")
 
 
 class Predictor:
@@ -63,7 +77,12 @@ class Predictor:
         return cls(TorchRunner(model, outputs, device), card, **kw)
 
     def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction:
-        """Predict a 2D scan, one slice of a volume, or a whole volume (as the task does)."""
+        """Predict a 2D scan, one slice of a volume, or a whole volume (as the task does).
+
+        Images without content (too small, or every pixel the same) are refused rather than
+        given a confident-looking answer.
+        """
+        check_content(scan)
         return self.inferer.predict_scan(scan, slice_index)
 
     def predict_file(self, path: str | Path, slice_index: int | None = None) -> Prediction:

@@ -48,6 +48,8 @@ def validate_pixels(scan: Scan) -> Scan:
     """Refuse empty images and non-finite pixels; return the scan with float32-safe pixels."""
     if scan.array.size == 0 or min(scan.array.shape) == 0:
         raise ScanReadError(scan.path, f"image has zero size (shape {scan.array.shape})")
+    if np.iscomplexobj(scan.array):
+        raise ScanReadError(scan.path, "image has complex-valued pixels (expected magnitudes)")
     if np.issubdtype(scan.array.dtype, np.floating) and not np.isfinite(scan.array).all():
         bad = int((~np.isfinite(scan.array)).sum())
         raise ScanReadError(scan.path, f"image contains {bad} NaN or infinite pixel values")

@@ -35,6 +35,9 @@ def read_figshare_mat(path: Source, name: str | Path | None = None,
             missing = [k for k in ("image", "label", "PID") if k not in cj]
             if missing:
                 raise ScanReadError(name, f"'cjdata' lacks {missing}")
+            bad = [k for k in ("image", "label", "PID") if not isinstance(cj[k], h5py.Dataset)]
+            if bad:
+                raise ScanReadError(name, f"'cjdata/{bad[0]}' is a group, expected an array")
             if max_elements is not None:
                 check_elements(name or "figshare .mat", cj["image"].shape, max_elements)
             image = np.asarray(cj["image"][()]).T
@@ -46,7 +49,7 @@ def read_figshare_mat(path: Source, name: str | Path | None = None,
         raise
     except OSError as err:
         raise ScanReadError(name, f"not a readable MATLAB v7.3 (HDF5) file: {err}") from None
-    except (KeyError, ValueError, IndexError, TypeError) as err:
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
         raise ScanReadError(name, f"malformed figshare 'cjdata' content: {err}") from None
     if image.ndim != 2:
         raise ScanReadError(name, f"'cjdata/image' has shape {image.shape}, expected 2D")

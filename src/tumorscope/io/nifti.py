@@ -45,7 +45,11 @@ def read_nifti(path: Source, name: str | Path, max_elements: int) -> Scan:
     except Exception as err:  # nibabel raises ImageFileError, EOFError, zlib errors...
         raise ScanReadError(name, f"not a readable NIfTI file ({err})") from None
     zooms = tuple(float(z) for z in img.header.get_zooms())
-    data = np.squeeze(data, axis=tuple(range(3, data.ndim))) if data.ndim > 4 else data
+    if data.ndim > 4:  # e.g. X x Y x Z x 1 x C: drop the empty axes past the third
+        data = np.squeeze(data, axis=tuple(a for a in range(3, data.ndim) if data.shape[a] == 1))
+    if data.ndim > 4:
+        raise ScanReadError(name, f"NIfTI image has unsupported shape {data.shape} (2D, 3D, or "
+                            "3D with channels)")
     if data.ndim == 3 and data.shape[2] == 1:  # a single slice stored as X x Y x 1
         data = data[:, :, 0]
     if data.ndim == 2:

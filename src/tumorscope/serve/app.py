@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -97,7 +98,7 @@ async def _parse_upload(request: Request, body: bytes) -> tuple[str, bytes, int 
     raw_slice = form.get("slice")
     slice_index = None
     if isinstance(raw_slice, str) and raw_slice.strip():
-        if not raw_slice.strip().lstrip("-").isdigit():
+        if not re.fullmatch(r"-?[0-9]{1,9}", raw_slice.strip()):  # ASCII digits only
             raise HTTPException(422, f"slice must be an integer, got {raw_slice!r}")
         slice_index = int(raw_slice)
     return upload.filename or "upload", data, slice_index

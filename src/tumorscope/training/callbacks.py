@@ -12,6 +12,7 @@ import lightning as L
 
 from tumorscope.config import ExperimentConfig
 from tumorscope.data.sampling import ResumableLoader
+from tumorscope.tasks.optim import BODY
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -56,6 +57,24 @@ class ResumableData(L.Callback):
         self.train.epoch_finished = done >= trainer.num_training_batches
 
 
+class FreezeBody(L.Callback):
+    """Keeps the ``encoder`` parameter group unchanged for the first ``epochs`` epochs
+    (transfer learning) whatever the scheduler: its gradients are dropped before each step.
+    (LambdaLR schedules also set its learning rate to 0; reduce-on-plateau cannot.)"""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                 optimizer: Any) -> None:
+        if trainer.current_epoch >= self.epochs:
+            return
+        for group in optimizer.param_groups:
+            if group.get("name") == BODY:
+                for param in group["params"]:
+                    param.grad = None
+
+
 def standard_callbacks(cfg: ExperimentConfig, run_dir: Path, has_val: bool,
                        extra: Sequence[L.Callback] = ()) -> list[L.Callback]:
     """Checkpoints (best, last, every N steps), LR monitor, epoch lines, progress bar, early
@@ -81,4 +100,6 @@ def standard_callbacks(cfg: ExperimentConfig, run_dir: Path, has_val: bool,
     ]
     if es.enabled and has_val:
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))
+    if cfg.optim.freeze_encoder_epochs:
+        callbacks.append(FreezeBody(cfg.optim.freeze_encoder_epochs))
     return [*callbacks, *extra]

@@ -1,0 +1,148 @@
+"""Regression tests from the outside audit (inputs generated here): no 500s on odd files,
+no answer for images without content, no overwritten outputs, one-line errors, the encoder
+stays frozen under every scheduler."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import h5py
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest_server import Server
+from fixtures import cli, save_random_model, write_figshare_mat, write_nifti
+from tumorscope.errors import ScanReadError
+from tumorscope.io import read_scan
+
+
+def _mat_with_image_group(path: Path) -> Path:
+    write_figshare_mat(path, np.ones((16, 16), np.int16), 1, "P1")
+    with h5py.File(path, "r+") as f:
+        del f["cjdata/image"]
+        f["cjdata"].create_group("image")
+    return path
+
+
+def _complex_mat(path: Path) -> Path:
+    write_figshare_mat(path, np.ones((16, 16), np.int16), 1, "P1")
+    with h5py.File(path, "r+") as f:
+        del f["cjdata/image"]
+        f["cjdata"].create_dataset("image", data=np.ones((16, 16)) * (1 + 2j))
+    return path
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_odd_files_are_one_line_errors(tmp_path: Path) -> None:
+    five_d = write_nifti(tmp_path / "5d.nii.gz", np.ones((32, 32, 4, 2, 3), np.float32))
+    with pytest.raises(ScanReadError, match=r"unsupported shape \(32, 32, 4, 2, 3\)"):
+        read_scan(five_d)
+    squeezable = write_nifti(tmp_path / "ok.nii.gz", np.ones((8, 9, 4, 1, 2), np.float32))
+    assert read_scan(squeezable).array.shape == (2, 8, 9, 4)  # empty axis dropped, C first
+    with pytest.raises(ScanReadError, match="'cjdata/image' is a group"):
+        read_scan(_mat_with_image_group(tmp_path / "group.mat"))
+    with pytest.raises(ScanReadError, match="complex-valued"):
+        read_scan(_complex_mat(tmp_path / "complex.mat"))
+    model = save_random_model(tmp_path / "m")
+    for bad in (five_d, tmp_path / "group.mat"):
+        res = cli("predict", str(bad), "--checkpoint", str(model), "--out",
+                  str(tmp_path / "o"), cwd=tmp_path)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert bad.name in res.stderr and "Traceback" not in res.stderr
+
+
+def test_server_answers_4xx_not_500(server: Server, tmp_path: Path) -> None:
+    def post(name: str, data: bytes, **form: str) -> httpx.Response:
+        return httpx.post(f"{server.url}/api/v1/predict", files={"file": (name, data)},
+                          data=form, timeout=60)
+
+    five_d = write_nifti(tmp_path / "5d.nii.gz", np.ones((32, 32, 4, 2, 3), np.float32))
+    cases = {"5d.nii.gz": (five_d.read_bytes(), {}),
+             "group.mat": (_mat_with_image_group(tmp_path / "g.mat").read_bytes(), {}),
+             "black.png": (_png(np.zeros((64, 64), np.uint8)), {}),
+             "dot.png": (_png(np.full((1, 1), 200, np.uint8)), {}),
+             "scan.png": (_png(np.random.default_rng(0).integers(0, 255, (40, 48), np.uint8)),
+                          {"slice": "²"})}
+    for name, (data, form) in cases.items():
+        res = post(name, data, **form)
+        assert res.status_code == 422, (name, res.status_code, res.text)
+        detail = res.json()["detail"]
+        assert "object at 0x" not in detail and "\n" not in detail
+
+
+def test_images_without_content_get_no_answer(tmp_path: Path) -> None:
+    model = save_random_model(tmp_path / "m")
+    for name, pixels in (("black.png", np.zeros((64, 64), np.uint8)),
+                         ("grey.png", np.full((64, 64), 90, np.uint8)),
+                         ("dot.png", np.full((1, 1), 200, np.uint8))):
+        (tmp_path / name).write_bytes(_png(pixels))
+        res = cli("predict", str(tmp_path / name), "--checkpoint", str(model), "--out",
+                  str(tmp_path / "o"), cwd=tmp_path)
+        assert res.returncode == 2, res.stdout
+        assert "no content" in res.stderr or "too small" in res.stderr
+    assert not (tmp_path / "o").exists()  # nothing written for a refused input
+
+
+def test_threshold_out_folder_and_same_names(tmp_path: Path) -> None:
+    model = save_random_model(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "scan.png").write_bytes(
+            _png(rng.integers(0, 255, (40, 48), np.uint8)))
+    args = [str(tmp_path / "a" / "scan.png"), str(tmp_path / "b" / "scan.png"),
+            "--checkpoint", str(model)]
+    for value in ("nan", "5", "-1", "0"):
+        res = cli("predict", *args, "--threshold", value, cwd=tmp_path)
+        assert res.returncode == 2 and "strictly between 0 and 1" in res.stderr, value
+    (tmp_path / "file").write_text("x")
+    res = cli("predict", *args, "--out", str(tmp_path / "file"), cwd=tmp_path)
+    assert res.returncode == 2 and "--out is a file" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = cli("predict", *args, "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "o" / "a_scan.json").is_file() and (tmp_path / "o" / "b_scan.json").is_file()
+    assert len(list((tmp_path / "o").glob("*_overlay.png"))) == 2  # nothing overwritten
+
+
+@pytest.mark.slow
+def test_frozen_encoder_under_reduce_on_plateau(tmp_path: Path, mat_dataset: Path) -> None:
+    import lightning as L
+    import torch
+
+    from fixtures import write_config
+    from tumorscope.config import load_config
+    from tumorscope.training.run import train
+
+    snapshots: dict[str, list[dict[str, torch.Tensor]]] = {"encoder": [], "decoder": []}
+
+    class Snapshot(L.Callback):
+        def _take(self, module: L.LightningModule) -> None:
+            for part in snapshots:
+                snapshots[part].append({k: v.detach().clone() for k, v in
+                                        getattr(module.model, part).state_dict().items()})
+
+        def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self._take(pl_module)
+
+        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self._take(pl_module)
+
+    cfg = load_config(write_config(tmp_path, mat_dataset, epochs=2),
+                      ["scheduler.name=plateau", "optim.freeze_encoder_epochs=1",
+                       "ema.enabled=false", "model.attention=none", "model.dropout=0"])
+    train(cfg, callbacks=[Snapshot()])
+    start, after_frozen, after_free = snapshots["encoder"]
+    weights = [k for k in start if start[k].is_floating_point() and "running" not in k]
+    assert all(torch.equal(start[k], after_frozen[k]) for k in weights)  # frozen in epoch 0
+    assert any(not torch.equal(after_frozen[k], after_free[k]) for k in weights)  # then learns
+    dec_start, dec_frozen, _ = snapshots["decoder"]
+    assert any(not torch.equal(dec_start[k], dec_frozen[k]) for k in dec_start)
