@@ -28,28 +28,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def start_server(root: Path, *extra: str, env: dict[str, str] | None = None,
+                 ready_headers: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
+    """``tumorscope serve`` with a random test model on a free port, started and ready."""
     from fixtures import save_random_model
 
-    root = tmp_path_factory.mktemp("server")
     model = save_random_model(root / "model")
     tmpdir = root / "tmp"
-    tmpdir.mkdir()
+    tmpdir.mkdir(exist_ok=True)
     port = _free_port()
-    env = {**os.environ, "TMPDIR": str(tmpdir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "TMPDIR": str(tmpdir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           **(env or {})}
     log = root / "server.log"
     exe = Path(sys.executable).with_name("tumorscope")
     with open(log, "w") as out:
         proc = subprocess.Popen([str(exe), "serve", "--checkpoint", str(model), "--port",
                                  str(port), "--max-upload-mb", "2", "--max-pixels", "5000000",
-                                 "--backend", "torch"], env=env, stdout=out,
+                                 "--backend", "torch", *extra], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as resp:
+            request = urllib.request.Request(f"{url}/ready", headers=ready_headers or {})
+            with urllib.request.urlopen(request, timeout=2) as resp:
                 if resp.status == 200:
                     break
         except OSError:
@@ -58,6 +60,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.kill()
             raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.3)
-    yield Server(url, tmpdir, log)
+    return Server(url, tmpdir, log), proc
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    live, proc = start_server(tmp_path_factory.mktemp("server"))
+    yield live
     proc.terminate()
     proc.wait(timeout=20)

@@ -146,3 +146,75 @@ def test_frozen_encoder_under_reduce_on_plateau(tmp_path: Path, mat_dataset: Pat
     assert any(not torch.equal(after_frozen[k], after_free[k]) for k in weights)  # then learns
     dec_start, dec_frozen, _ = snapshots["decoder"]
     assert any(not torch.equal(dec_start[k], dec_frozen[k]) for k in dec_start)
+
+
+def test_model_files_are_checked_before_use(tmp_path: Path) -> None:
+    import torch
+
+    from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
+    from tumorscope.errors import CheckpointError
+    from tumorscope.models import build_joint
+
+    model = save_random_model(tmp_path / "m")
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one bit pattern changed inside the last tensor: still a readable file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="differs from the card's weights_sha256"):
+        load_checkpoint(model)
+
+    state = build_joint("unet", "resnet18", 3).state_dict()
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in state.items()}
+    card = {"name": "nan", "task": "joint", "classes": ["a", "b", "c"],
+            "model": {"arch": "unet", "encoder": "resnet18", "encoder_weights": None,
+                      "attention": "none", "in_channels": 1, "dropout": 0.0},
+            "preprocessing": {"input_size": 64, "in_channels": 1}}
+    save_checkpoint(tmp_path / "nan", state, card)
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(tmp_path / "nan")
+    res = cli("serve", "--checkpoint", str(tmp_path / "nan"), "--port", "1", cwd=tmp_path)
+    assert res.returncode == 2 and "NaN or infinite" in res.stderr  # never starts serving
+
+
+def test_exposed_server_key_hosts_and_cors(tmp_path: Path) -> None:
+    from conftest_server import start_server
+
+    key = "k" * 8 + "0123456789abcdef"
+    (tmp_path / "key").write_text(key + "\n")
+    live, proc = start_server(tmp_path, "--api-key-file", str(tmp_path / "key"),
+                              "--cors-origins", "https://viewer.example")
+    try:
+        png = _png(np.random.default_rng(0).integers(0, 255, (40, 48), np.uint8))
+        url = f"{live.url}/api/v1/predict"
+        assert httpx.post(url, files={"file": ("a.png", png)}).status_code == 401
+        wrong = httpx.post(url, files={"file": ("a.png", png)}, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401 and "X-API-Key" in wrong.json()["detail"]
+        ok = httpx.post(url, files={"file": ("a.png", png)}, headers={"X-API-Key": key},
+                        timeout=60)
+        assert ok.status_code == 200, ok.text
+        assert httpx.get(f"{live.url}/health").status_code == 200  # probes stay open
+        evil = httpx.get(f"{live.url}/health", headers={"Host": "evil.example"})
+        assert evil.status_code == 400  # DNS rebinding: a foreign Host header is refused
+        cors = httpx.options(url, headers={"Origin": "https://viewer.example",
+                                           "Access-Control-Request-Method": "POST"})
+        assert cors.headers.get("access-control-allow-origin") == "https://viewer.example"
+        other = httpx.options(url, headers={"Origin": "https://evil.example",
+                                            "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_server_without_cors_sends_no_cors_headers(server: Server) -> None:
+    res = httpx.get(f"{server.url}/api/v1/models", headers={"Origin": "https://evil.example"})
+    assert res.status_code == 200 and "access-control-allow-origin" not in res.headers
+
+
+def test_error_messages_never_show_object_reprs() -> None:
+    from tumorscope.io import read_scan_bytes
+
+    with pytest.raises(ScanReadError) as err:
+        read_scan_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20, "x.png")
+    assert "object at 0x" not in str(err.value) and "x.png" in str(err.value)

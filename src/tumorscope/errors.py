@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 class TumorscopeError(Exception):
@@ -13,8 +16,9 @@ class TumorscopeError(Exception):
 
     def __init__(self, where: str | Path | None, problem: str) -> None:
         self.where = str(where) if where is not None else None
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+        # library messages may quote an in-memory file's repr: never show it to a user
+        self.problem = _OBJECT_REPR.sub("the file", problem)
+        super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)
 
 
 class ScanReadError(TumorscopeError):

@@ -99,6 +99,16 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelCard]:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(weights, f"not a readable safetensors file ({err})") from None
+    if card.weights_sha256:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        if digest != card.weights_sha256:
+            raise CheckpointError(weights, f"sha256 {digest[:12]}… differs from the card's "
+                                  f"weights_sha256 {card.weights_sha256[:12]}…: the weights "
+                                  "were changed, or the card belongs to other weights")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise CheckpointError(weights, f"{len(broken)} weight tensor(s) hold NaN or infinite "
+                              f"values (first: {broken[0]})")
     card_path = checkpoint_paths(path)[1]
     spec = get_task(card.task, f"{card_path}: task")
     try:

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from tumorscope.errors import TumorscopeError
 from tumorscope.locations import default_checkpoint
 
 
@@ -24,7 +25,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--save-uploads", type=Path, metavar="DIR", help="keep every accepted upload "
                    "in DIR under a fresh id returned as upload_id (off: uploads stay in memory)")
+    p.add_argument("--api-key-file", type=Path, metavar="FILE", help="require this key (the "
+                   "file's first line) in the X-API-Key header of /api/v1 requests; "
+                   f"${API_KEY_VARIABLE} also sets it")
+    p.add_argument("--allowed-hosts", nargs="+", metavar="HOST", help="Host header values "
+                   "accepted (default: localhost, 127.0.0.1, ::1 and --host); others get 400, "
+                   "which stops DNS rebinding")
+    p.add_argument("--cors-origins", nargs="+", metavar="ORIGIN", default=[],
+                   help="browser origins allowed to call the API from other sites (default: "
+                   "none, CORS off)")
     p.set_defaults(handler=run)
+
+
+API_KEY_VARIABLE = "TUMORSCOPE_API_KEY"
+
+
+def api_key(path: Path | None) -> str | None:
+    """The API key from ``--api-key-file`` or the environment (None: no authentication)."""
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as err:
+            raise TumorscopeError(path, f"cannot read an API key from it ({err})") from None
+    else:
+        key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if key and len(key) < 16:
+        raise TumorscopeError(path or API_KEY_VARIABLE, "the API key is shorter than 16 "
+                              "characters; use a long random one (e.g. `openssl rand -hex 32`)")
+    return key or None
+
+
+def default_hosts(host: str) -> list[str]:
+    """Loopback names, plus the address served on when it is a specific one."""
+    hosts = ["localhost", "127.0.0.1", "::1", "[::1]"]
+    return hosts if host in ("0.0.0.0", "::", *hosts) else [*hosts, host]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +67,16 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from tumorscope.checkpoint.store import read_card
+    from tumorscope.inference.predictor import Predictor
 
     ckpt = (args.checkpoint or default_checkpoint()).resolve()
-    read_card(ckpt)  # fail here, with a clear message, rather than in a worker
+    # fail here, with one line, rather than in a worker: the card, the weights against it
+    # (hash, finite values, shapes) and one prediction
+    Predictor.from_checkpoint(ckpt, backend=args.backend).self_check()
     settings = {"checkpoint": str(ckpt), "max_upload_bytes": int(args.max_upload_mb * 2**20),
+                "api_key": api_key(args.api_key_file),
+                "allowed_hosts": args.allowed_hosts or default_hosts(args.host),
+                "cors_origins": args.cors_origins,
                 "max_elements": args.max_pixels, "max_concurrency": args.concurrency,
                 "backend": args.backend,
                 "save_uploads": str(args.save_uploads.resolve()) if args.save_uploads else None}

@@ -85,6 +85,23 @@ class Predictor:
         check_content(scan)
         return self.inferer.predict_scan(scan, slice_index)
 
+    def self_check(self) -> None:
+        """Predict a synthetic slice once: the network runs, its outputs are the task's and
+        its probabilities finite, or a one-line error (before a server says it is ready)."""
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        channels = int(self.card.preprocessing.get("in_channels", 1))
+        probe = Scan(rng.uniform(0, 255, (channels, 64, 64)).astype(np.float32), None,
+                     Path("self-check"), "png", tuple(f"c{i}" for i in range(channels)))
+        try:
+            pred = self.inferer.predict_scan(probe)
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise CheckpointError(self.model_id, f"the model cannot predict ({type(err).__name__}"
+                                  f": {str(err).splitlines()[0] if str(err) else ''})") from None
+        if not all(np.isfinite(p) for p in pred.probabilities.values()):
+            raise CheckpointError(self.model_id, "the model predicts non-finite probabilities")
+
     def predict_file(self, path: str | Path, slice_index: int | None = None) -> Prediction:
         """Read any supported file and predict it."""
         return self.predict_scan(read_scan(path), slice_index)

@@ -60,6 +60,9 @@ class ServeSettings:
     max_concurrency: int = 4
     backend: str = "auto"
     save_uploads: Path | None = None  # keep accepted uploads here (opt-in, e.g. for audit)
+    api_key: str | None = None  # required in X-API-Key for /api/v1 when set
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1", "[::1]")
+    cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -162,12 +165,43 @@ def _status_for(err: TumorscopeError) -> int:
     return 422
 
 
+API_KEY_HEADER = "X-API-Key"
+
+
+def _protect(app: FastAPI, settings: ServeSettings) -> None:
+    """Trusted Host headers (no DNS rebinding), CORS only for the given origins, and the API
+    key on /api/v1 when one is set (compared in constant time)."""
+    import hmac
+
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=[API_KEY_HEADER])
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    if settings.api_key is None:
+        return
+    expected = settings.api_key.encode()
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next: Any) -> Any:
+        if request.url.path.startswith("/api/") and request.method != "OPTIONS":
+            given = request.headers.get(API_KEY_HEADER, "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse({"detail": f"missing or wrong {API_KEY_HEADER} header"},
+                                    status_code=401)
+        return await call_next(request)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """Build the app; the model loads once when the server starts."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        app.state.predictor = await run_in_threadpool(
+        predictor = await run_in_threadpool(
             Predictor.from_checkpoint, settings.checkpoint, backend=settings.backend)
+        await run_in_threadpool(predictor.self_check)  # /ready only for a model that predicts
+        app.state.predictor = predictor
         app.state.gate = asyncio.Semaphore(settings.max_concurrency)
         log.info("model %s loaded (%s)", app.state.predictor.model_id,
                  app.state.predictor.backend)
@@ -177,6 +211,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   description="Brain-tumour MRI: tumour type and outline from one slice. "
                   "Research tool, not a medical device.")
     app.state.predictor = None
+    _protect(app, settings)
     errors: dict[int | str, dict[str, Any]] = {413: {"model": ErrorResponse},
                                                415: {"model": ErrorResponse},
                                                422: {"model": ErrorResponse}}

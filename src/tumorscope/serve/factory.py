@@ -17,4 +17,7 @@ def app_from_env() -> FastAPI:
     raw["checkpoint"] = Path(raw["checkpoint"])
     if raw.get("save_uploads"):
         raw["save_uploads"] = Path(raw["save_uploads"])
+    for key in ("allowed_hosts", "cors_origins"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
     return create_app(ServeSettings(**raw))
