@@ -218,3 +218,16 @@ def test_error_messages_never_show_object_reprs() -> None:
     with pytest.raises(ScanReadError) as err:
         read_scan_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20, "x.png")
     assert "object at 0x" not in str(err.value) and "x.png" in str(err.value)
+
+
+def test_stacks_and_huge_images_are_refused(tmp_path: Path) -> None:
+    import tifffile
+
+    from tumorscope.errors import ImageTooLargeError
+
+    tifffile.imwrite(tmp_path / "stack.tif", np.ones((10, 32, 32), np.uint8))
+    with pytest.raises(ScanReadError, match="TIFF holds 10 pages"):
+        read_scan(tmp_path / "stack.tif")
+    Image.fromarray(np.zeros((9000, 9000), np.uint8)).save(tmp_path / "huge.png")
+    with pytest.raises(ImageTooLargeError):  # the CLI's limit is the server's: 64 Mi pixels
+        read_scan(tmp_path / "huge.png")

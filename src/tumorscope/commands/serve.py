@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from tumorscope.errors import TumorscopeError
+from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS
 from tumorscope.locations import default_checkpoint
 
 
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="server processes (each loads the "
                    "model once)")
     p.add_argument("--max-upload-mb", type=float, default=50.0)
-    p.add_argument("--max-pixels", type=int, default=64 * 1024 * 1024,
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_ELEMENTS,
                    help="largest decoded image (elements); larger uploads are refused")
     p.add_argument("--concurrency", type=int, default=4, help="predictions at a time")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")

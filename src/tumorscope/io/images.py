@@ -58,6 +58,7 @@ def read_tiff(path: Source, name: str | Path, max_elements: int) -> Scan:
     try:
         with tifffile.TiffFile(path) as tif:
             check_elements(name, tif.series[0].shape, max_elements)
+            pages = len(tif.series[0].pages)
             pixels = tif.series[0].asarray()
     except ScanReadError:
         raise
@@ -71,6 +72,9 @@ def read_tiff(path: Source, name: str | Path, max_elements: int) -> Scan:
         except ScanReadError:
             raise ScanReadError(name, f"not a readable TIFF ({err})") from None
     pixels = np.asarray(pixels)
+    if pages > 1:  # a stack of slices is not one image (and would be read as a tall one)
+        raise ScanReadError(name, f"TIFF holds {pages} pages; tumorscope reads single-image "
+                            "TIFFs: predict the pages one by one, or save the stack as NIfTI")
     if pixels.ndim == 3 and pixels.shape[0] < pixels.shape[-1] and pixels.shape[0] <= 4:
         pixels = np.moveaxis(pixels, 0, -1)  # planar (C, H, W) TIFF -> (H, W, C)
     if pixels.ndim not in (2, 3):

@@ -11,8 +11,9 @@ import numpy as np
 Source = Path | BinaryIO
 """Where a reader reads from: a file on disk or an in-memory upload."""
 
-DEFAULT_MAX_ELEMENTS = 1 << 28
-"""Largest array (channels x pixels/voxels) a reader will decode: 268M elements."""
+DEFAULT_MAX_ELEMENTS = 1 << 26
+"""Largest array (channels x pixels/voxels) a reader will decode: 64 Mi elements (a 512x512x256
+volume; the server's default too), so a huge image is refused before it is decoded."""
 
 
 def check_elements(name: str | Path, shape: Any, max_elements: int) -> None:

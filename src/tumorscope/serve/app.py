@@ -34,6 +34,7 @@ from tumorscope.errors import (
 )
 from tumorscope.inference.predictor import Predictor
 from tumorscope.io import read_scan_bytes
+from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS
 from tumorscope.io.writers import write_atomic
 from tumorscope.reporting.overlay import display_rgb
 from tumorscope.serve.encoding import png_base64, rle_encode
@@ -56,7 +57,7 @@ class ServeSettings:
 
     checkpoint: Path
     max_upload_bytes: int = 50 * 1024 * 1024
-    max_elements: int = 64 * 1024 * 1024
+    max_elements: int = DEFAULT_MAX_ELEMENTS
     max_concurrency: int = 4
     backend: str = "auto"
     save_uploads: Path | None = None  # keep accepted uploads here (opt-in, e.g. for audit)
