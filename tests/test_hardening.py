@@ -231,3 +231,30 @@ def test_stacks_and_huge_images_are_refused(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((9000, 9000), np.uint8)).save(tmp_path / "huge.png")
     with pytest.raises(ImageTooLargeError):  # the CLI's limit is the server's: 64 Mi pixels
         read_scan(tmp_path / "huge.png")
+
+
+def test_library_noise_stays_out_of_the_one_line(tmp_path: Path) -> None:
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+
+    from fixtures import write_dicom
+
+    plain = write_dicom(tmp_path / "a.dcm", np.full((32, 32), 100, np.uint16)
+                        + np.arange(32, dtype=np.uint16))
+    ds = dcmread(plain)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.90"  # JPEG 2000, not really
+    ds.PixelData = encapsulate([b"\x00" * 100])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "j2k.dcm", enforce_file_format=True)
+    slope = dcmread(plain)
+    slope.RescaleSlope = "1e308"  # overflows when rescaled
+    slope.save_as(tmp_path / "slope.dcm", enforce_file_format=True)
+    model = save_random_model(tmp_path / "m")
+    for bad, why in (("j2k.dcm", "cannot decode DICOM pixel data"), ("slope.dcm", "infinite")):
+        res = cli("predict", str(tmp_path / bad), "--checkpoint", str(model), cwd=tmp_path)
+        assert res.returncode == 2 and why in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr  # no library traceback
+        assert "object at 0x" not in res.stderr
+    verbose = cli("-v", "predict", str(tmp_path / "j2k.dcm"), "--checkpoint", str(model),
+                  cwd=tmp_path)
+    assert "pydicom" in verbose.stderr  # kept for the debug log

@@ -123,3 +123,21 @@ def test_keyboard_and_phone_width(open_page, server: Server, tmp_path: Path) -> 
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-page-phone.png"), full_page=True)
+
+
+def test_api_docs_render_offline(open_page, server: Server) -> None:  # type: ignore[no-untyped-def]
+    """/docs loads every script from the server itself: nothing from a CDN."""
+    page = open_page()
+    outside: list[str] = []
+
+    def block(route):  # type: ignore[no-untyped-def]
+        outside.append(route.request.url)
+        route.abort()
+
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        server.url) else block(route))
+    page.goto(f"{server.url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "tumorscope" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector("text=/api/v1/predict", timeout=30_000)
+    assert not outside, outside

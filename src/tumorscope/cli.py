@@ -7,7 +7,6 @@ Each sub-command lives in its own module under ``tumorscope.commands``; its
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from tumorscope.commands import (
     train,
 )
 from tumorscope.errors import TumorscopeError
+from tumorscope.logs import configure as configure_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -51,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; user errors print one line and exit 2 (no traceback)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -17,7 +17,7 @@ class TumorscopeError(Exception):
     def __init__(self, where: str | Path | None, problem: str) -> None:
         self.where = str(where) if where is not None else None
         # library messages may quote an in-memory file's repr: never show it to a user
-        self.problem = _OBJECT_REPR.sub("the file", problem)
+        self.problem = " ".join(_OBJECT_REPR.sub("(in memory)", problem).split())  # one line
         super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)
 
 

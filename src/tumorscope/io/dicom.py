@@ -8,12 +8,15 @@ import numpy as np
 
 from tumorscope.errors import ScanReadError
 from tumorscope.io.scan import Scan, Source, check_elements
+from tumorscope.logs import quiet_libraries
 
 
 def read_dicom(path: Source, name: str | Path, max_elements: int) -> Scan:
     """Read a single-frame (or multi-frame) DICOM image into Hounsfield/scanner units."""
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    quiet_libraries()  # pydicom resets its logger's level on import
 
     try:
         ds = pydicom.dcmread(path)

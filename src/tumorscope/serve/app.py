@@ -22,6 +22,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -208,9 +209,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
                  app.state.predictor.backend)
         yield
 
-    app = FastAPI(title="tumorscope", version=__version__, lifespan=lifespan,
-                  description="Brain-tumour MRI: tumour type and outline from one slice. "
-                  "Research tool, not a medical device.")
+    # FastAPIOffline serves the /docs and /redoc scripts itself: the pages work without internet
+    app = FastAPIOffline(title="tumorscope", version=__version__, lifespan=lifespan,
+                         description="Brain-tumour MRI: tumour type and outline from one "
+                         "slice. Research tool, not a medical device.")
     app.state.predictor = None
     _protect(app, settings)
     errors: dict[int | str, dict[str, Any]] = {413: {"model": ErrorResponse},

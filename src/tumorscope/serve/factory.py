@@ -8,11 +8,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from tumorscope.logs import configure as configure_logging
 from tumorscope.serve.app import ServeSettings, create_app
 
 
 def app_from_env() -> FastAPI:
     """Build the app from the settings ``tumorscope serve`` put in the environment."""
+    configure_logging()  # each worker process: library noise stays out of the log
     raw = json.loads(os.environ["TUMORSCOPE_SERVE_SETTINGS"])
     raw["checkpoint"] = Path(raw["checkpoint"])
     if raw.get("save_uploads"):
