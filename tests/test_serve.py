@@ -176,7 +176,7 @@ def test_save_uploads_is_opt_in_and_never_uses_the_client_name(tmp_path: Path) -
     kept = tmp_path / "kept"
     kept.mkdir()
     app = create_app(ServeSettings(save_random_model(tmp_path / "model"), save_uploads=kept,
-                                   backend="torch"))
+                                   backend="torch", allowed_hosts=("testserver",)))
     with TestClient(app) as client:
         png = _png()
         resp = client.post("/api/v1/predict", files={"file": ("../../etc/evil.png", png)})

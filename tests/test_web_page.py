@@ -139,5 +139,5 @@ def test_api_docs_render_offline(open_page, server: Server) -> None:  # type: ig
     page.goto(f"{server.url}/docs")
     page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
     assert "tumorscope" in page.inner_text(".swagger-ui .info .title")
-    page.wait_for_selector("text=/api/v1/predict", timeout=30_000)
+    page.wait_for_selector('[data-path="/api/v1/predict"]', timeout=30_000)  # rendered
     assert not outside, outside
