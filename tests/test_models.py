@@ -95,3 +95,15 @@ def test_plain_unet_joint_interface_and_checkpoint(tmp_path: Path) -> None:
     loaded, _ = load_checkpoint(tmp_path / "p")
     torch.testing.assert_close(loaded(torch.ones(1, 3, 64, 64))[0],
                                model(torch.ones(1, 3, 64, 64))[0])
+
+
+def test_every_parameter_of_the_scse_unet_learns() -> None:
+    """No parameter without a gradient (DDP stops on those); old checkpoints still load."""
+    model = build_joint("unet", "resnet18", 3, attention="scse")
+    mask, logits = model(torch.randn(2, 1, 64, 64))
+    (mask.mean() + logits.mean()).backward()
+    idle = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not idle, idle
+    old = {**model.state_dict(), "decoder.blocks.4.attention1.attention.cSE.1.weight":
+           torch.zeros(1)}  # saved before the unused block was removed
+    model.load_state_dict(old, strict=True)

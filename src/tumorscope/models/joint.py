@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import segmentation_models_pytorch as smp
 from torch import nn
@@ -61,6 +62,8 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                               "(model.encoder_weights=/path/encoder.safetensors), the offline "
                               f"ImageNet weights (model.encoder=tu-tf_efficientnet_lite0 "
                               f"model.encoder_weights={LITE0_PACKAGE}) or none") from None
+    if arch == "unet" and attention == "scse":
+        _drop_unused_attention(model)
     if weights == LITE0_PACKAGE:
         if encoder != "tu-tf_efficientnet_lite0":
             raise ConfigError("model.encoder_weights", f"{LITE0_PACKAGE} fits encoder "
@@ -69,6 +72,24 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
     elif weights is not None and _is_local(weights):
         load_encoder_file(model.encoder, Path(weights).expanduser(), in_channels)
     return model
+
+
+def _drop_unused_attention(model: nn.Module) -> None:
+    """smp's last UNet decoder stage has no skip connection, so its first attention block never
+    runs: its parameters get no gradient (DDP stops on them) and only take room. It becomes an
+    Identity; its weights in checkpoints saved before are ignored when loading."""
+    blocks = cast(nn.ModuleList, cast(nn.Module, model.decoder).blocks)
+    last = blocks[-1]
+    if isinstance(last.attention1, nn.Identity):
+        return
+    last.attention1 = nn.Identity()
+    prefix = f"decoder.blocks.{len(blocks) - 1}.attention1."
+
+    def drop(module: nn.Module, state: dict[str, object], *_: object) -> None:
+        for key in [k for k in state if k.startswith(prefix)]:
+            del state[key]
+
+    model.register_load_state_dict_pre_hook(drop)
 
 
 def _is_local(weights: str) -> bool:

@@ -56,6 +56,7 @@ class JointTask(L.LightningModule):
 
             self.ema = ModelEmaV3(self.model, decay=self.cfg.ema.decay,
                                   use_warmup=self.cfg.ema.warmup)
+            self.ema.requires_grad_(False)  # an average, not trained: DDP must not wait for it
         self.seg_loss = _segmentation_loss(self.cfg.loss.segmentation)
         self._reset_val()
 
