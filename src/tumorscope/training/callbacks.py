@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tumorscope.config import ExperimentConfig
-from tumorscope.data.sampling import ResumableLoader
+from tumorscope.data.sampling import Loaders, ResumableLoader
 from tumorscope.tasks.optim import BODY
 
 CHECKPOINT_DIR = "checkpoints"
@@ -51,10 +52,10 @@ class ResumableData(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         # runs before the checkpoint callbacks, which Lightning always orders last
-        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current
-        done = int(progress.processed)
-        self.train.batches_done = done
-        self.train.epoch_finished = done >= trainer.num_training_batches
+        # counted here, not read from Lightning's progress counter: after a mid-epoch resume
+        # that counter starts again from the restart, not from the epoch's first batch
+        self.train.batches_done += 1
+        self.train.epoch_finished = self.train.batches_done >= trainer.num_training_batches
 
 
 class FreezeBody(L.Callback):
@@ -75,28 +76,45 @@ class FreezeBody(L.Callback):
                     param.grad = None
 
 
-def standard_callbacks(cfg: ExperimentConfig, run_dir: Path, has_val: bool,
+class StepCheckpoint(ModelCheckpoint):
+    """``step.ckpt`` every N steps, except after an epoch's last step: that moment is saved as
+    ``last.ckpt`` once the epoch is validated. A run killed during validation then resumes
+    before the last step and validates the epoch, instead of resuming past an epoch that was
+    never validated (which early stopping cannot judge)."""
+
+    def __init__(self, loader: ResumableLoader, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loader = loader
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self.loader.epoch_finished:  # ResumableData has counted this batch already
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def standard_callbacks(cfg: ExperimentConfig, run_dir: Path, loaders: Loaders,
                        extra: Sequence[L.Callback] = ()) -> list[L.Callback]:
-    """Checkpoints (best, last, every N steps), LR monitor, epoch lines, progress bar, early
-    stopping when there is a validation fold, then ``extra``."""
+    """Loader positions, checkpoints (best, last, every N steps), LR monitor, epoch lines,
+    progress bar, early stopping when there is a validation fold, then ``extra``."""
     from lightning.pytorch.callbacks import (
         EarlyStopping,
         LearningRateMonitor,
-        ModelCheckpoint,
         RichProgressBar,
         TQDMProgressBar,
     )
 
+    has_val = loaders.val is not None
     ckpt_dir = run_dir / CHECKPOINT_DIR
     es = cfg.early_stopping
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=es.monitor if has_val else None,
                         mode=es.mode, save_top_k=1, save_last=True),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="step", save_top_k=1,
-                        every_n_train_steps=cfg.trainer.checkpoint_every_n_steps),
+        StepCheckpoint(loaders.train, dirpath=ckpt_dir, filename="step", save_top_k=1,
+                       every_n_train_steps=cfg.trainer.checkpoint_every_n_steps),
         LearningRateMonitor(logging_interval="epoch"),
         EpochSummary(),
         RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=10),
+        ResumableData(loaders.train, loaders.val),  # after the bar: it may give it a total
     ]
     if es.enabled and has_val:
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))

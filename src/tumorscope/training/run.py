@@ -16,7 +16,7 @@ from tumorscope.data.prepare import prepare_split
 from tumorscope.data.sampling import Loaders
 from tumorscope.errors import CheckpointError, ConfigError, TumorscopeError
 from tumorscope.tasks.registry import get_task
-from tumorscope.training.callbacks import CHECKPOINT_DIR, ResumableData, standard_callbacks
+from tumorscope.training.callbacks import CHECKPOINT_DIR, standard_callbacks
 from tumorscope.training.ckpt_io import (
     AtomicCheckpointIO,
     load_training_checkpoint,
@@ -99,8 +99,7 @@ def _trainer(cfg: ExperimentConfig, loaders: Loaders,
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip, accumulate_grad_batches=t.accumulate_grad_batches,
         deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
-        callbacks=[*standard_callbacks(cfg, run_dir, loaders.val is not None, callbacks),
-                   ResumableData(loaders.train, loaders.val)],
+        callbacks=standard_callbacks(cfg, run_dir, loaders, callbacks),
         use_distributed_sampler=False,  # EpochOrder shards by rank itself
         plugins=[AtomicCheckpointIO()],
         logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),

@@ -1,0 +1,93 @@
+"""Runs interrupted at the worst moments (during validation after an epoch's last step, at
+steps, while a checkpoint is being written), resumed each time, always finish, with
+weights bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+
+from fixtures import write_config
+from tumorscope.config import load_config
+from tumorscope.training import ckpt_io
+from tumorscope.training.run import train
+
+pytestmark = pytest.mark.slow
+OVERRIDES = ["augment.enabled=true", "model.dropout=0.5", "trainer.checkpoint_every_n_steps=1"]
+
+
+class _Kill(Exception):
+    pass
+
+
+class _KillAt(L.Callback):
+    """Raises in the middle of training: at the start of step ``step``, or during the
+    validation of epoch ``validation``."""
+
+    def __init__(self, step: int | None = None, validation: int | None = None) -> None:
+        self.step, self.validation = step, validation
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            raise _Kill
+
+    def on_validation_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.current_epoch == self.validation and not trainer.sanity_checking:
+            raise _Kill
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return ckpt_io.load_training_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Any:
+    tmp = tmp_path_factory.mktemp("kills")
+    cfg_path = write_config(tmp, mat_dataset, epochs=3, log_every_n_steps=1)
+    cfg = load_config(cfg_path, ["output.run_name=straight", *OVERRIDES])
+    train(cfg)
+    return cfg_path, _weights(cfg.run_dir)
+
+
+def test_kills_in_validation_and_at_steps_still_finish_identically(straight: Any) -> None:
+    cfg_path, reference = straight
+    cfg = load_config(cfg_path, ["output.run_name=killed", *OVERRIDES])
+    schedule: list[dict[str, int]] = [{"validation": 0}, {"step": 4}, {"step": 5},
+                                      {"validation": 1}, {"step": 8}]
+    for n, kill in enumerate(schedule):
+        with pytest.raises(_Kill):
+            train(cfg, resume=n > 0, callbacks=[_KillAt(**kill)])
+    train(cfg, resume=True)  # and then it finishes
+    weights = _weights(cfg.run_dir)
+    different = [k for k in reference if not torch.equal(reference[k], weights[k])]
+    assert not different, different[:5]
+
+
+def test_a_kill_while_writing_a_checkpoint(straight: Any, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    cfg_path, reference = straight
+    cfg = load_config(cfg_path, ["output.run_name=torn", *OVERRIDES])
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def dying_save(obj: Any, f: Any, *a: Any, **k: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:  # the fifth checkpoint write dies half-way
+            real_save(obj, f, *a, **k)
+            f.truncate(f.tell() // 2)
+            raise _Kill
+        real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(ckpt_io.torch, "save", dying_save)
+    with pytest.raises(_Kill):
+        train(cfg)
+    monkeypatch.setattr(ckpt_io.torch, "save", real_save)
+    folder = cfg.run_dir / "checkpoints"
+    assert all(ckpt_io.load_training_checkpoint(p) for p in folder.glob("*.ckpt"))  # none torn
+    train(cfg, resume=True)
+    weights = _weights(cfg.run_dir)
+    assert all(torch.equal(reference[k], weights[k]) for k in reference)
