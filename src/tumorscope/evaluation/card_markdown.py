@@ -20,6 +20,18 @@ DATASETS = {
 }
 
 
+UNSEEN = {
+    "figshare": "Other sequences (T1 without contrast, T2, FLAIR), other scanners or paediatric "
+                "data were never seen in training.",
+    "lgg": "Only pre-contrast T1, FLAIR and post-contrast T1 of lower-grade gliomas from TCGA "
+           "were seen: other sequences (T2), high-grade tumours, other scanners or paediatric "
+           "data were not.",
+}
+
+
+UNSEEN_OTHER = "Other sequences, scanners or paediatric data may not have been seen in training."
+
+
 def _volumes(metrics: EvaluationResult) -> str:
     v = metrics.volumes
     if v is None:
@@ -135,7 +147,7 @@ the original resolution) and by class.
   outline; small tumours lose detail at {pre.input_size} px input. The table measures both.
 - Multi-focal tumours: one mask is predicted, scattered lesions may be partly missed.
 - Low-contrast or non-enhancing tumours and slices far from the tumour centre.
-- Other sequences (T2, FLAIR), other scanners or paediatric data were never seen in training.
+- {UNSEEN.get(dataset, UNSEEN_OTHER)}
 
 ## Reproduce
 ```
