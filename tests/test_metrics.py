@@ -109,3 +109,22 @@ def test_detection_rates_by_hand() -> None:
     r = detection_rates([on, on, off, off, on], [on, off, off, on, on])
     assert (r["tp"], r["fp"], r["tn"], r["fn"]) == (2, 1, 1, 1)
     assert r["sensitivity"] == pytest.approx(2 / 3) and r["specificity"] == pytest.approx(0.5)
+
+
+def test_json_files_never_hold_nan_or_infinity(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tumorscope.evaluation.result import EvaluationResult, read_result
+    from tumorscope.io.writers import write_json
+
+    write_json(tmp_path / "x.json", {"a": float("nan"), "b": [np.float32("inf"), 1.5]})
+    text = (tmp_path / "x.json").read_text()
+    assert json.loads(text) == {"a": None, "b": [None, 1.5]}  # strict JSON, parses anywhere
+    result = EvaluationResult.model_validate({
+        "checkpoint": "m", "fold": 0, "dataset": "d",
+        "split": {"test_fold": 0, "slices": 1, "patients": 1},
+        "confidence_intervals_95": {"dice_mean_tumour": (float("nan"), float("nan"))}})
+    result.save(tmp_path / "metrics.json")
+    assert "NaN" not in (tmp_path / "metrics.json").read_text()
+    again = read_result(tmp_path / "metrics.json")  # null reads back as "undefined" (NaN)
+    assert all(np.isnan(v) for v in again.confidence_intervals_95["dice_mean_tumour"])

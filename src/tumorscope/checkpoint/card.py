@@ -77,7 +77,7 @@ class ModelCard(_Open):
     intended_use: str = INTENDED_USE
     selected_from: str | None = None
     selected_epoch: int | None = None
-    validation: dict[str, float] = Field(default_factory=dict)
+    validation: dict[str, float | None] = Field(default_factory=dict)  # null: not logged
     recipe: str | None = None
     weights_sha256: str | None = None
     model_id: str | None = None

@@ -88,7 +88,8 @@ def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) 
                      f"{v.support} |" for name, v in cls.per_class.items())
     cm_rows = "\n".join(f"| **{cls.classes[i]}** | " + " | ".join(str(n) for n in row) + " |"
                         for i, row in enumerate(cls.confusion_matrix))
-    val = card.validation
+    val = {k: float("nan") if card.validation.get(k) is None else card.validation[k]
+           for k in ("acc", "macro_f1", "dice")}
     held = metrics.split
     dice_ci = _ci(metrics, "dice_mean_tumour")
     dataset = card.data.dataset or "unknown dataset"
@@ -134,8 +135,8 @@ Confusion matrix (rows true, columns predicted):
 | --- | {' | '.join('---' for _ in cls.classes)} |
 {cm_rows}
 
-Validation fold at the selected epoch: accuracy {val.get('acc', float('nan')):.3f},
-macro-F1 {val.get('macro_f1', float('nan')):.3f}, Dice {val.get('dice', float('nan')):.3f}.
+Validation fold at the selected epoch: accuracy {val['acc']:.3f},
+macro-F1 {val['macro_f1']:.3f}, Dice {val['dice']:.3f}.
 
 ## Known failure modes
 Measured on the held-out fold: mean Dice by true tumour size (terciles of tumour pixels at

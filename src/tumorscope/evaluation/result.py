@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from tumorscope.errors import TumorscopeError
 from tumorscope.metrics import per_patient_dice_ci
 
-Interval = tuple[float, float]
+
+def _null_is_nan(value: Any) -> Any:
+    """metrics.json stores an undefined value (e.g. Dice with no tumour) as null."""
+    return float("nan") if value is None else value
+
+
+Real = Annotated[float, BeforeValidator(_null_is_nan)]
+Interval = tuple[Real, Real]
 
 
 class _Open(BaseModel):
@@ -32,34 +39,34 @@ class EvaluatedSplit(_Open):
 
 
 class ClassScores(_Open):
-    precision: float
-    recall: float
-    f1: float
+    precision: Real
+    recall: Real
+    f1: Real
     support: int
 
 
 class ClassificationResult(_Open):
-    accuracy: float
-    macro_f1: float
+    accuracy: Real
+    macro_f1: Real
     per_class: dict[str, ClassScores]
     confusion_matrix: list[list[int]]
     classes: list[str]
 
 
 class SegmentationResult(_Open):
-    dice_mean: float
-    iou_mean: float
-    dice_mean_tumour: float
-    iou_mean_tumour: float
-    dice_pooled: float
-    iou_pooled: float
+    dice_mean: Real
+    iou_mean: Real
+    dice_mean_tumour: Real
+    iou_mean_tumour: Real
+    dice_pooled: Real
+    iou_pooled: Real
     images: int
     tumour_images: int
 
 
 class DetectionRates(_Open):
-    sensitivity: float
-    specificity: float
+    sensitivity: Real
+    specificity: Real
     tp: int
     tn: int
     fp: int
@@ -69,9 +76,9 @@ class DetectionRates(_Open):
 class SliceStackResult(_Open):
     """Per-patient volumes stacked from slices (LGG): volume Dice and slice detection."""
 
-    dice_mean_per_patient: float
+    dice_mean_per_patient: Real
     patients: int
-    per_patient: dict[str, float]
+    per_patient: dict[str, Real]
     detection: DetectionRates
     dice_mean_per_patient_ci: Interval | None = None
     files: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -95,7 +102,7 @@ class PerImage(_Open):
     image: str
     true: str
     predicted: str
-    dice: float
+    dice: Real
     has_tumour: bool
     tumour_pixels: int | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,9 +45,23 @@ def write_atomic(target: str | Path, write: Callable[[Path], object]) -> Path:
 
 
 def write_json(target: str | Path, data: Any) -> Path:
-    """Write pretty JSON atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=_json_default)
+    """Write pretty, strict JSON atomically: NaN and infinities (not JSON) become null."""
+    text = json.dumps(finite_json(data), indent=2, sort_keys=False, default=_json_default,
+                      allow_nan=False)
     return write_atomic(target, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+
+
+def finite_json(data: Any) -> Any:
+    """``data`` with every non-finite float (also NumPy's) replaced by None."""
+    if isinstance(data, float | np.floating):
+        return float(data) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(v) for v in data]
+    if isinstance(data, np.ndarray):
+        return finite_json(data.tolist())
+    return data
 
 
 def _json_default(obj: Any) -> Any:
