@@ -258,3 +258,17 @@ def test_library_noise_stays_out_of_the_one_line(tmp_path: Path) -> None:
     verbose = cli("-v", "predict", str(tmp_path / "j2k.dcm"), "--checkpoint", str(model),
                   cwd=tmp_path)
     assert "pydicom" in verbose.stderr  # kept for the debug log
+
+
+def test_crafted_cards_are_one_line(tmp_path: Path) -> None:
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.errors import CheckpointError
+
+    model = save_random_model(tmp_path / "m")
+    for text, why in (("42", "must be a JSON object"), ('"card"', "must be a JSON object"),
+                      ("[" * 100_000 + "]" * 100_000, "nested too deeply")):
+        (model / "model.json").write_text(text)
+        with pytest.raises(CheckpointError, match=why):
+            read_card(model)
+        res = cli("info", "--checkpoint", str(model), cwd=tmp_path)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1

@@ -69,6 +69,8 @@ def read_card(path: str | Path) -> ModelCard:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(card_path, f"model card is not valid JSON ({err})") from None
+    except RecursionError:
+        raise CheckpointError(card_path, "model card is nested too deeply to be a card") from None
     if not isinstance(card, dict):
         raise CheckpointError(card_path, "model card must be a JSON object")
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]

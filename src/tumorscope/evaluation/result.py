@@ -146,6 +146,8 @@ def read_result(path: str | Path) -> EvaluationResult:
     try:
         raw: Any = json.loads(path.read_text(encoding="utf-8"))
         return EvaluationResult.model_validate(raw)
+    except RecursionError:
+        raise TumorscopeError(path, "nested too deeply to be a metrics.json") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise TumorscopeError(path, f"not a readable JSON file ({err})") from None
     except ValidationError as err:
