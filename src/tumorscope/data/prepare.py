@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from tumorscope.config import ExperimentConfig, resolve_data_root
 from tumorscope.data.records import DatasetIndex
-from tumorscope.data.registry import dataset_names, load_index
+from tumorscope.data.registry import get_indexer
 from tumorscope.data.splits import Split, make_split
 from tumorscope.errors import ConfigError
 
@@ -16,14 +16,12 @@ T = TypeVar("T")
 def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
                   ) -> tuple[DatasetIndex, Split]:
     """Index the dataset and split it by patient as the config says."""
-    if cfg.data.dataset not in dataset_names():
-        raise ConfigError("data.dataset", f"unknown dataset {cfg.data.dataset!r}; known: "
-                          f"{dataset_names()}")
+    indexer = get_indexer(cfg.data.dataset)  # a misspelt name first, not "folder not found"
     root = resolve_data_root(cfg, data_root)
     if not root.exists():
         raise ConfigError("data.root", f"dataset folder {root} not found (set data.root or "
                           "TUMORSCOPE_DATA)")
-    index = load_index(cfg.data.dataset, root)
+    index = indexer(root)
     split = make_split(index, cfg.data.folds, cfg.data.test_fold, cfg.data.val_fold, cfg.seed,
                        cfg.data.fold_source)
     if cfg.data.limit_per_split:

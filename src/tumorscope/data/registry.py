@@ -31,8 +31,13 @@ def dataset_names() -> list[str]:
     return sorted(_INDEXERS)
 
 
-def load_index(name: str, root: Path) -> DatasetIndex:
-    """Index dataset ``name`` found at ``root``."""
+def get_indexer(name: str) -> Indexer:
+    """The indexer registered as ``name``; a one-line error listing the known ones."""
     if name not in _INDEXERS:
         raise ConfigError("data.dataset", f"unknown dataset {name!r}; known: {dataset_names()}")
-    return _INDEXERS[name](root)
+    return _INDEXERS[name]
+
+
+def load_index(name: str, root: Path) -> DatasetIndex:
+    """Index dataset ``name`` found at ``root``."""
+    return get_indexer(name)(root)

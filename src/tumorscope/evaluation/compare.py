@@ -16,7 +16,7 @@ import numpy as np
 
 from tumorscope.checkpoint.store import read_card
 from tumorscope.errors import TumorscopeError
-from tumorscope.evaluation.result import EvaluationResult, PerImage, read_result
+from tumorscope.evaluation.result import EvaluationResult, PerImage, metrics_path, read_result
 from tumorscope.io.writers import write_atomic
 from tumorscope.metrics import bootstrap_ci
 
@@ -68,10 +68,8 @@ def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = 
         raise TumorscopeError("--names", f"{len(names)} names for {len(paths)} files")
     evaluations = []
     for i, raw in enumerate(paths):
-        path = Path(raw)
+        path = metrics_path(raw)
         metrics = read_result(path)
-        if path.is_dir():
-            path = path / "metrics.json"
         if not metrics.per_image:
             raise TumorscopeError(path, "has no per-slice rows (per_image) to pair")
         name = names[i] if names else (metrics.model_id or path.parent.name)

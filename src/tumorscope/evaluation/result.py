@@ -135,11 +135,15 @@ class EvaluationResult(_Open):
         return write_json(path, self.model_dump(mode="json", exclude_unset=True))
 
 
+def metrics_path(path: str | Path) -> Path:
+    """``path`` itself, or the ``metrics.json`` inside it when it is a folder."""
+    path = Path(path)
+    return path / "metrics.json" if path.is_dir() else path
+
+
 def read_result(path: str | Path) -> EvaluationResult:
     """Read a ``metrics.json`` (or the folder holding one); one-line errors."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.json"
+    path = metrics_path(path)
     if not path.is_file():
         raise TumorscopeError(path, "file not found (give metrics.json files written by "
                               "tumorscope evaluate, or their folders)")

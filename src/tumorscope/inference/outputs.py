@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from tumorscope.errors import ScanReadError, TumorscopeError
-from tumorscope.inference.predictor import Prediction, Predictor, check_content
+from tumorscope.inference.predictor import Prediction, Predictor
 from tumorscope.io import Scan, read_scan, scan_suffix
 from tumorscope.io.writers import write_json, write_mask_nifti, write_mask_png, write_png
 from tumorscope.reporting.overlay import overlay
@@ -77,21 +77,18 @@ def write_outputs(scan: Scan, pred: Prediction, out_dir: Path,
 
 def predict_files(predictor: Predictor, files: list[Path], out_dir: Path,
                   slice_index: int | None = None) -> list[dict[str, Any]]:
-    """Read every file first (a bad one stops the run before anything is written), then
-    predict and write each file's outputs atomically."""
+    """Read and predict every file first (a bad one stops the run before anything is
+    written, the output folder included), then write each file's outputs atomically."""
     scans = [read_scan(f) for f in files]
-    for scan in scans:
-        check_content(scan)  # refuse before anything is written
-    stems = unique_stems([Path(f) for f in files])
-    prepare_output_folder(out_dir)
     for scan in scans:
         if slice_index is not None and scan.is_volume:
             depth = scan.array.shape[-1]
             if not 0 <= slice_index < depth:
                 raise ScanReadError(scan.path, f"--slice {slice_index} is outside 0..{depth - 1}")
+    predictions = [predictor.predict_scan(scan, slice_index) for scan in scans]
+    prepare_output_folder(out_dir)
     records = []
-    for scan, stem in zip(scans, stems, strict=True):
-        pred = predictor.predict_scan(scan, slice_index)
+    for scan, pred, stem in zip(scans, predictions, unique_stems(list(files)), strict=True):
         if slice_index is not None and scan.is_volume:
             scan = scan.slice(slice_index)
         records.append(write_outputs(scan, pred, out_dir, stem))
