@@ -39,3 +39,7 @@ class UnsupportedFormatError(ScanReadError):
 
 class ImageTooLargeError(ScanReadError):
     """The image declares (or inflates to) more pixels than allowed: a decompression bomb."""
+
+
+class BusyError(ScanReadError):
+    """The scan cannot be decoded now: the shared decode budget stayed full (server busy)."""

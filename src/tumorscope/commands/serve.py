@@ -21,8 +21,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "model once)")
     p.add_argument("--max-upload-mb", type=float, default=50.0)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_ELEMENTS,
-                   help="largest decoded image (elements); larger uploads are refused")
+                   help="largest decoded image in elements (channels x pixels or voxels; "
+                   f"default {DEFAULT_MAX_ELEMENTS:,} = 4096x4096 gray); larger uploads are "
+                   "refused")
+    p.add_argument("--decode-budget", type=int, metavar="ELEMENTS", help="elements decoded at "
+                   "once by all requests together (default: twice --max-pixels); more waits")
+    p.add_argument("--max-side", type=int, default=1024, help="slices larger than this are "
+                   "shrunk to it right after decoding (the mask comes back at that size)")
     p.add_argument("--concurrency", type=int, default=4, help="predictions at a time")
+    p.add_argument("--max-uploads", type=int, default=8, help="upload bodies held in memory "
+                   "at once; further clients wait (memory stays bounded)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--save-uploads", type=Path, metavar="DIR", help="keep every accepted upload "
                    "in DIR under a fresh id returned as upload_id (off: uploads stay in memory)")
@@ -79,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
                 "allowed_hosts": args.allowed_hosts or default_hosts(args.host),
                 "cors_origins": args.cors_origins,
                 "max_elements": args.max_pixels, "max_concurrency": args.concurrency,
+                "decode_budget": args.decode_budget or 2 * args.max_pixels,
+                "max_side": args.max_side, "max_uploads": args.max_uploads,
                 "backend": args.backend,
                 "save_uploads": str(args.save_uploads.resolve()) if args.save_uploads else None}
     if args.save_uploads:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tumorscope.errors import ImageTooLargeError, ScanReadError
+from tumorscope.errors import BusyError, ImageTooLargeError, ScanReadError
 from tumorscope.io.scan import Scan, Source, check_elements
 
 
@@ -69,6 +69,8 @@ def read_tiff(path: Source, name: str | Path, max_elements: int) -> Scan:
             scan = read_pillow(path, name, max_elements)
             scan.format = "tiff"
             return scan
+        except (ImageTooLargeError, BusyError):
+            raise
         except ScanReadError:
             raise ScanReadError(name, f"not a readable TIFF ({err})") from None
     pixels = np.asarray(pixels)

@@ -12,6 +12,8 @@ import numpy as np
 from tumorscope.errors import ImageTooLargeError, ScanReadError
 from tumorscope.io.scan import Scan, Source, check_elements
 
+HEADER_BYTES = 348  # a NIfTI-1 header
+
 
 def _from_bytes(stream: BinaryIO, name: str, max_elements: int) -> Any:
     """Parse NIfTI from memory; gzip is inflated with a cap (no decompression bombs)."""
@@ -19,12 +21,17 @@ def _from_bytes(stream: BinaryIO, name: str, max_elements: int) -> Any:
 
     data = stream.read()
     if data[:2] == b"\x1f\x8b":
-        limit = max_elements * 8 + 64 * 1024  # float64 voxels + header and extensions
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-            data = gz.read(limit + 1)
+            head = gz.read(HEADER_BYTES)
+            header = nib.Nifti1Header.from_fileobj(io.BytesIO(head), check=False)
+            shape = header.get_data_shape()
+            check_elements(name, shape, max_elements)  # before anything is inflated
+            limit = int(header.get_data_offset()) + 64 * 1024 + \
+                int(np.prod(shape, dtype=np.float64)) * header.get_data_dtype().itemsize
+            data = head + gz.read(limit + 1 - len(head))
         if len(data) > limit:
-            raise ImageTooLargeError(name, "NIfTI inflates beyond the size limit; refused as a "
-                                "decompression bomb")
+            raise ImageTooLargeError(name, "NIfTI inflates beyond the size its header declares; "
+                                     "refused as a decompression bomb")
     return nib.Nifti1Image.from_bytes(data)
 
 

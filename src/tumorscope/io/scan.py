@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -11,13 +15,74 @@ import numpy as np
 Source = Path | BinaryIO
 """Where a reader reads from: a file on disk or an in-memory upload."""
 
-DEFAULT_MAX_ELEMENTS = 1 << 26
-"""Largest array (channels x pixels/voxels) a reader will decode: 64 Mi elements (a 512x512x256
-volume; the server's default too), so a huge image is refused before it is decoded."""
+DEFAULT_MAX_ELEMENTS = 1 << 24
+"""Largest array (channels x pixels/voxels) a reader will decode: 16 Mi elements (a 4096x4096
+gray slice, a 256x256x256 volume; the server's default too), so a huge image is refused
+before it is decoded."""
+
+
+class DecodeBudget:
+    """Elements decoded at once across threads (e.g. all requests of a server).
+
+    Inside :meth:`held`, every reader reserves its image's element count, read from the
+    header, *before* the pixels are allocated, and waits while other decodes hold the budget;
+    the reservation lasts until the ``with`` block ends.
+    """
+
+    def __init__(self, capacity: int, wait_s: float = 120.0) -> None:
+        self.capacity, self.wait_s = capacity, wait_s
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def _acquire(self, name: str | Path, elements: int) -> None:
+        from tumorscope.errors import BusyError
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.used + elements <= self.capacity,
+                                       self.wait_s):
+                raise BusyError(name, "too many large images are being decoded; try again")
+            self.used += elements
+
+    def _release(self, elements: int) -> None:
+        with self._cond:
+            self.used -= elements
+            self._cond.notify_all()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Decodes in this block (this thread or context) draw on the budget."""
+        hold = _Hold(self)
+        token = _active_hold.set(hold)
+        try:
+            yield
+        finally:
+            _active_hold.reset(token)
+            self._release(hold.elements)
+
+
+@dataclass
+class _Hold:
+    """One block's reservation: it grows to the largest image decoded in the block."""
+
+    budget: DecodeBudget
+    elements: int = 0
+
+    def need(self, name: str | Path, elements: int) -> None:
+        if elements <= self.elements:
+            return
+        # give back, then take the whole amount: two holds never wait on each other
+        self.budget._release(self.elements)
+        self.elements = 0
+        self.budget._acquire(name, elements)
+        self.elements = elements
+
+
+_active_hold: ContextVar[_Hold | None] = ContextVar("tumorscope_decode_hold", default=None)
 
 
 def check_elements(name: str | Path, shape: Any, max_elements: int) -> None:
-    """Refuse, before decoding, an image whose header declares more elements than allowed."""
+    """Refuse, before decoding, an image whose header declares more elements than allowed;
+    inside :meth:`DecodeBudget.held`, wait for room in the shared budget."""
     from tumorscope.errors import ImageTooLargeError
 
     total = int(np.prod([int(s) for s in shape], dtype=np.float64))
@@ -25,6 +90,9 @@ def check_elements(name: str | Path, shape: Any, max_elements: int) -> None:
         raise ImageTooLargeError(name, f"image of shape {tuple(shape)} ({total:,} elements) "
                                  f"exceeds the limit of {max_elements:,}; refused "
                                  "(decompression bomb?)")
+    hold = _active_hold.get()
+    if hold is not None:
+        hold.need(name, total)
 
 
 @dataclass
@@ -91,3 +159,25 @@ def stack_modalities(scans: dict[str, Scan]) -> Scan:
     array = np.concatenate([scans[n].array for n in names], axis=0)
     return Scan(array, first.spacing, first.path, first.format, tuple(names), first.affine,
                 first.mask, dict(first.meta))
+
+
+def shrink(scan: Scan, max_side: int) -> Scan:
+    """A 2D scan whose longer side exceeds ``max_side``, area-averaged down to it (spacing
+    scaled to match; ``meta["original_shape"]`` keeps the decoded size); others unchanged."""
+    import cv2
+
+    height, width = scan.array.shape[1:3]
+    if scan.is_volume or max(height, width) <= max_side:
+        return scan
+    factor = max_side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    pixels = scan.array if scan.array.dtype in (np.uint8, np.uint16, np.float32) else \
+        scan.array.astype(np.float32)
+    array = np.stack([cv2.resize(channel, size, interpolation=cv2.INTER_AREA)
+                      for channel in pixels])
+    spacing = None if scan.spacing is None else \
+        (scan.spacing[0] * height / size[1], scan.spacing[1] * width / size[0])
+    mask = None if scan.mask is None else cv2.resize(
+        scan.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return Scan(array, spacing, scan.path, scan.format, scan.channel_names, None, mask,
+                {**scan.meta, "original_shape": (height, width)})

@@ -1,8 +1,12 @@
 """FastAPI app: JSON API under /api/v1, health probes, and the upload page at /.
 
 Uploads are read into memory (written to disk only with ``save_uploads``, under a fresh id),
-size-limited while streaming, and decoded with a pixel limit. The Predictor is loaded once at
-start-up and shared; predictions run in worker threads, at most ``max_concurrency`` at a time.
+size-limited while streaming, and decoded with a pixel limit. Memory stays bounded under
+concurrent worst-case uploads: decodes draw on one element budget shared by all requests
+(reserved from the header, before the pixels are allocated), a large slice is shrunk to
+``max_side`` right after decoding, and a refused body is dropped at once. The Predictor is
+loaded once at start-up and shared; predictions run in worker threads, at most
+``max_concurrency`` at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from tumorscope import __version__
 from tumorscope.errors import (
+    BusyError,
     ImageTooLargeError,
     ScanReadError,
     TumorscopeError,
@@ -35,7 +40,7 @@ from tumorscope.errors import (
 )
 from tumorscope.inference.predictor import Predictor
 from tumorscope.io import read_scan_bytes
-from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS
+from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS, DecodeBudget, Scan, shrink
 from tumorscope.io.writers import write_atomic
 from tumorscope.reporting.overlay import display_rgb
 from tumorscope.serve.encoding import png_base64, rle_encode
@@ -59,7 +64,10 @@ class ServeSettings:
     checkpoint: Path
     max_upload_bytes: int = 50 * 1024 * 1024
     max_elements: int = DEFAULT_MAX_ELEMENTS
+    decode_budget: int = 2 * DEFAULT_MAX_ELEMENTS  # elements decoded at once, all requests
+    max_side: int = 1024  # larger slices are shrunk to this right after decoding
     max_concurrency: int = 4
+    max_uploads: int = 8  # upload bodies held in memory at once; more wait (TCP backpressure)
     backend: str = "auto"
     save_uploads: Path | None = None  # keep accepted uploads here (opt-in, e.g. for audit)
     api_key: str | None = None  # required in X-API-Key for /api/v1 when set
@@ -67,67 +75,98 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The request body as it arrives, refused with 413 as soon as it passes ``limit``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"upload of {int(declared):,} bytes exceeds the limit of "
                             f"{limit - MULTIPART_OVERHEAD:,} bytes")
-    body = bytearray()
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise HTTPException(413, f"upload exceeds the limit of "
                                 f"{limit - MULTIPART_OVERHEAD:,} bytes")
-    return bytes(body)
+        yield chunk
 
 
-async def _parse_upload(request: Request, body: bytes) -> tuple[str, bytes, int | None]:
-    """Parse the multipart body held in memory: the file field and an optional slice index."""
+@dataclass
+class Upload:
+    """One uploaded file. Worker threads get this holder, never the bytes themselves: an idle
+    worker keeps its last job's arguments, and emptying the holder frees the upload."""
+
+    name: str
+    data: bytes
+    slice_index: int | None = None
+
+
+async def _parse_upload(request: Request, limit: int) -> Upload:
+    """Parse the multipart body while it streams in (no second copy of the whole body): the
+    file field and an optional slice index."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(415, "send the scan as multipart/form-data with a 'file' field")
-
-    async def replay() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    parser = _InMemoryMultiPartParser(request.headers, replay(), max_files=1, max_fields=4,
-                                      max_part_size=len(body) + 1)
+    parser = _InMemoryMultiPartParser(request.headers, _limited(request, limit), max_files=1,
+                                      max_fields=4, max_part_size=limit)
     try:
         form = await parser.parse()
     except MultiPartException as err:
         raise HTTPException(422, f"malformed multipart upload: {err.message}") from None
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise HTTPException(422, "multipart field 'file' with the scan is missing")
-    data = await upload.read()
-    raw_slice = form.get("slice")
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "multipart field 'file' with the scan is missing")
+        data = await upload.read()
+        raw_slice = form.get("slice")
+    finally:
+        await form.close()
     slice_index = None
     if isinstance(raw_slice, str) and raw_slice.strip():
         if not re.fullmatch(r"-?[0-9]{1,9}", raw_slice.strip()):  # ASCII digits only
             raise HTTPException(422, f"slice must be an integer, got {raw_slice!r}")
         slice_index = int(raw_slice)
-    return upload.filename or "upload", data, slice_index
+    return Upload(upload.filename or "upload", data, slice_index)
 
 
-def _predict(predictor: Predictor, name: str, data: bytes, slice_index: int | None,
-             max_elements: int) -> dict[str, Any]:
-    """Decode and predict one upload (runs in a worker thread)."""
+def _decode(upload: Upload, settings: ServeSettings, budget: DecodeBudget
+            ) -> tuple[Scan, int | None]:
+    """The slice to predict, at most ``max_side`` pixels on a side; the decoded file's
+    elements are held in the shared budget until only that slice is left."""
+    name, slice_index = upload.name, upload.slice_index
+    with budget.held():
+        scan = read_scan_bytes(upload.data, name, settings.max_elements)
+        if scan.is_volume:
+            depth = scan.array.shape[-1]
+            slice_index = depth // 2 if slice_index is None else slice_index
+            if not 0 <= slice_index < depth:
+                raise ScanReadError(name, f"slice {slice_index} is outside 0..{depth - 1}")
+            scan = scan.slice(slice_index)
+            scan.array = scan.array.copy()  # a view would keep the whole volume alive
+        else:
+            slice_index = None
+        return shrink(scan, settings.max_side), slice_index
+
+
+def _predict(predictor: Predictor, upload: Upload, settings: ServeSettings,
+             budget: DecodeBudget) -> dict[str, Any] | tuple[int, str]:
+    """Decode and predict one upload (runs in a worker thread); a user error comes back as
+    ``(status, message)``: raised across threads, its traceback would keep the upload and
+    its decoded arrays alive in a reference cycle."""
+    try:
+        return _answer(predictor, upload, settings, budget)
+    except TumorscopeError as err:
+        return _status_for(err), str(err)
+
+
+def _answer(predictor: Predictor, upload: Upload, settings: ServeSettings,
+            budget: DecodeBudget) -> dict[str, Any]:
     t0 = time.perf_counter()
-    scan = read_scan_bytes(data, name, max_elements)
-    if scan.is_volume:
-        depth = scan.array.shape[-1]
-        slice_index = depth // 2 if slice_index is None else slice_index
-        if not 0 <= slice_index < depth:
-            raise ScanReadError(name, f"slice {slice_index} is outside 0..{depth - 1}")
-        scan = scan.slice(slice_index)
-    else:
-        slice_index = None
+    scan, slice_index = _decode(upload, settings, budget)
     t1 = time.perf_counter()
     pred = predictor.predict_scan(scan)
     t2 = time.perf_counter()
     mask = pred.mask
     response = {
-        "filename": Path(name).name, "predicted_class": pred.label,
+        "filename": Path(upload.name).name, "predicted_class": pred.label,
         "probabilities": pred.probabilities,
         "mask_png_base64": png_base64(mask.astype(np.uint8) * 255),
         "mask_rle": rle_encode(mask), "image_png_base64": png_base64(_display(scan.array)),
@@ -135,6 +174,7 @@ def _predict(predictor: Predictor, name: str, data: bytes, slice_index: int | No
         "bounding_box": pred.bounding_box(), "shape": list(mask.shape),
         "spacing_mm": list(scan.spacing) if scan.spacing else None,
         "slice_index": slice_index, "model_id": predictor.model_id,
+        "original_shape": list(scan.meta.get("original_shape", mask.shape)),
         "model_version": f"tumorscope {__version__}",
     }
     response["timing_ms"] = {"decode": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
@@ -151,12 +191,29 @@ def _display(array: np.ndarray) -> np.ndarray:
 SAVED_SUFFIXES = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".mat", ".nii")
 
 
-def save_upload(folder: Path, name: str, data: bytes) -> str:
+def save_upload(folder: Path, upload: Upload) -> str:
     """Write an upload under a fresh id (the client's file name never becomes a path)."""
-    suffix = next((s for s in SAVED_SUFFIXES if name.lower().endswith(s)), ".bin")
+    suffix = next((s for s in SAVED_SUFFIXES if upload.name.lower().endswith(s)), ".bin")
     upload_id = uuid.uuid4().hex
-    write_atomic(folder / f"{upload_id}{suffix}", lambda p: p.write_bytes(data))
+    write_atomic(folder / f"{upload_id}{suffix}", lambda p: p.write_bytes(upload.data))
     return upload_id
+
+
+def return_freed_memory() -> None:
+    """Let glibc hand every freed buffer of 1 MiB or more back to the system at once (mmap):
+    by default it keeps some in its heaps, so a burst of large uploads would leave the
+    process big long after the requests are gone. No-op without glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
 def _status_for(err: TumorscopeError) -> int:
@@ -164,6 +221,8 @@ def _status_for(err: TumorscopeError) -> int:
         return 415
     if isinstance(err, ImageTooLargeError):
         return 413
+    if isinstance(err, BusyError):
+        return 503
     return 422
 
 
@@ -205,6 +264,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         await run_in_threadpool(predictor.self_check)  # /ready only for a model that predicts
         app.state.predictor = predictor
         app.state.gate = asyncio.Semaphore(settings.max_concurrency)
+        app.state.uploads = asyncio.Semaphore(settings.max_uploads)
+        app.state.budget = DecodeBudget(max(settings.decode_budget, settings.max_elements))
+        return_freed_memory()
         log.info("model %s loaded (%s)", app.state.predictor.model_id,
                  app.state.predictor.backend)
         yield
@@ -243,21 +305,24 @@ def create_app(settings: ServeSettings) -> FastAPI:
                           "slice": {"type": "integer", "description": "axial slice of a 3D "
                                     "NIfTI volume (default: the middle one)"}}}}}}})
     async def predict(request: Request) -> dict[str, Any]:
-        body = await _read_body(request, settings.max_upload_bytes + MULTIPART_OVERHEAD)
-        name, data, slice_index = await _parse_upload(request, body)
-        if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload exceeds the limit of {settings.max_upload_bytes:,}"
-                                " bytes")
-        async with app.state.gate:
+        async with app.state.uploads:  # bodies held in memory at once, all requests
+            upload = await _parse_upload(request,
+                                         settings.max_upload_bytes + MULTIPART_OVERHEAD)
             try:
-                response = await run_in_threadpool(_predict, app.state.predictor, name, data,
-                                                   slice_index, settings.max_elements)
-            except TumorscopeError as err:
-                raise HTTPException(_status_for(err), str(err)) from None
-        if settings.save_uploads is not None:
-            response["upload_id"] = await run_in_threadpool(save_upload, settings.save_uploads,
-                                                            name, data)
-        return response
+                if len(upload.data) > settings.max_upload_bytes:
+                    raise HTTPException(413, f"upload exceeds the limit of "
+                                        f"{settings.max_upload_bytes:,} bytes")
+                async with app.state.gate:
+                    response = await run_in_threadpool(_predict, app.state.predictor, upload,
+                                                       settings, app.state.budget)
+                if isinstance(response, tuple):
+                    raise HTTPException(*response)
+                if settings.save_uploads is not None:
+                    response["upload_id"] = await run_in_threadpool(
+                        save_upload, settings.save_uploads, upload)
+                return response
+            finally:
+                upload.data = b""  # freed now, whatever still refers to the holder
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -33,7 +33,9 @@ class PredictResponse(BaseModel):
     tumour_area_pixels: int
     tumour_area_mm2: float | None
     bounding_box: BoundingBox | None
-    shape: list[int]
+    shape: list[int] = Field(description="the mask's [rows, cols]: the slice's size, or the "
+                             "shrunk size for slices larger than the server's --max-side")
+    original_shape: list[int] = Field(description="[rows, cols] of the slice as decoded")
     spacing_mm: list[float] | None
     slice_index: int | None = None
     model_id: str
