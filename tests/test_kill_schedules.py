@@ -4,6 +4,11 @@ weights bit-identical to an uninterrupted run."""
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 
-from fixtures import write_config
+from fixtures import ENV, write_config
 from tumorscope.config import load_config
 from tumorscope.training import ckpt_io
 from tumorscope.training.run import train
@@ -91,3 +96,56 @@ def test_a_kill_while_writing_a_checkpoint(straight: Any, monkeypatch: pytest.Mo
     train(cfg, resume=True)
     weights = _weights(cfg.run_dir)
     assert all(torch.equal(reference[k], weights[k]) for k in reference)
+
+
+def _start(cfg_path: Path, run_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``tumorscope train`` in its own process: fresh, or ``--resume`` once the run exists."""
+    exe = Path(sys.executable).with_name("tumorscope")
+    args = ["train", "--resume", str(run_dir)] if (run_dir / "checkpoints").is_dir() else \
+        ["train", "--config", str(cfg_path), "--run-name", run_dir.name, *OVERRIDES]
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(exe), *args], env=ENV, stdout=out, stderr=out)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_process(straight: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same run in one undisturbed process: its weights and how long it took."""
+    cfg_path, _ = straight
+    run_dir = Path(cfg_path).parent / "runs" / "process"
+    start = time.monotonic()
+    proc = _start(cfg_path, run_dir, tmp_path_factory.mktemp("process") / "train.log")
+    assert proc.wait(timeout=600) == 0
+    return cfg_path, _weights(run_dir), time.monotonic() - start
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_external_kill_9_schedules_finish_identically(uninterrupted_process: Any,
+                                                             seed: int, tmp_path: Path) -> None:
+    """SIGKILL from outside at seeded random moments (start-up, steps, validation, checkpoint
+    writes alike), then ``--resume``, until the run ends by itself: same weights as the
+    uninterrupted run."""
+    cfg_path, reference, duration = uninterrupted_process
+    run_dir = Path(cfg_path).parent / "runs" / f"kill9-{seed}"
+    rng = random.Random(seed)
+    log = tmp_path / "train.log"
+    kills = 0
+    for _ in range(12):  # bounded: at most 4 kills, then it must finish
+        proc = _start(cfg_path, run_dir, log)
+        if kills < 4:
+            try:  # the first kill surely lands; later ones may come after the end
+                proc.wait(timeout=duration * rng.uniform(0.3, 0.9 if kills == 0 else 1.1))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        else:
+            proc.wait(timeout=600)
+        assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
+        break
+    else:
+        pytest.fail("the run never finished")
+    assert kills >= 1, "no kill landed: the schedule did not interrupt the run"
+    weights = _weights(run_dir)
+    different = [k for k in reference if not torch.equal(reference[k], weights[k])]
+    assert not different, different[:5]
