@@ -175,3 +175,50 @@ trainer:
 """
     (tmp / "tiny.yaml").write_text(text)
     return tmp / "tiny.yaml"
+
+
+BRATS_SUFFIXES = {"brats2021": ("_", {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair",
+                                      "seg": "seg"}),
+                  "brats2023": ("-", {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f",
+                                      "seg": "seg"})}
+
+
+def brats_labels(shape: tuple[int, int, int] = (24, 20, 16)) -> np.ndarray:
+    """Internal labels (1 NCR, 2 ED, 3 ET): an oedema ball around a core with an enhancing rim."""
+    grid = np.indices(shape).astype(float)
+    centre = np.array(shape, float)[:, None, None, None] / 2
+    r = np.sqrt(((grid - centre) ** 2).sum(axis=0))
+    labels = np.zeros(shape, np.uint8)
+    labels[r < 7] = 2
+    labels[r < 4.5] = 3
+    labels[r < 3] = 1
+    return labels
+
+
+def write_brats_case(folder: Path, case_id: str = "Case_001", naming: str = "brats2021",
+                     labels: np.ndarray | None = None, spacing: tuple[float, ...] = (1, 1, 1),
+                     affine: np.ndarray | None = None, skip: tuple[str, ...] = ()) -> Path:
+    """A case folder in the given naming: modality k holds brain + tumour intensities + k
+    (so channels are told apart), and a segmentation in the naming's label values."""
+    import nibabel as nib
+
+    labels = brats_labels() if labels is None else labels
+    separator, suffixes = BRATS_SUFFIXES[naming]
+    affine = np.diag([*spacing, 1.0]) if affine is None else affine
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    brain = np.zeros(labels.shape, bool)
+    brain[2:-2, 2:-2, 1:-1] = True
+    for k, modality in enumerate(("t1", "t1ce", "t2", "flair")):
+        if modality in skip:
+            continue
+        image = (brain * (100 + 10 * k) + labels * 50 + rng.normal(0, 5, labels.shape)) * brain
+        nib.save(nib.Nifti1Image(image.astype(np.int16), affine),
+                 str(folder / f"{case_id}{separator}{suffixes[modality]}.nii.gz"))
+    values = labels.copy()
+    if naming == "brats2021":
+        values[labels == 3] = 4
+    if "seg" not in skip:
+        nib.save(nib.Nifti1Image(values.astype(np.uint8), affine),
+                 str(folder / f"{case_id}{separator}seg.nii.gz"))
+    return folder
