@@ -17,14 +17,15 @@ LAYERS: list[list[str]] = [
     ["data"],
     ["models"],
     ["checkpoint"],
-    ["tasks.optim", "tasks.rng", "tasks.joint"],
+    ["tasks.optim", "tasks.rng", "tasks.base", "tasks.joint", "tasks.brats"],
     ["training"],
     ["inference"],
     ["evaluation"],
     ["experiments", "augment_preview", "demo", "explore", "serve", "commands", "cli",
      "__init__"],
 ]
-LIGHTNING_ALLOWED = ("tasks.optim", "tasks.rng", "tasks.joint", "training")
+LIGHTNING_ALLOWED = ("tasks.optim", "tasks.rng", "tasks.base", "tasks.joint", "tasks.brats",
+                     "training")
 
 
 def _name(path: Path) -> str:

@@ -216,6 +216,94 @@ class JointExperiment(ExperimentConfig):
     augment: Augment2DConfig = Augment2DConfig()
 
 
+Modality = Literal["t1", "t1ce", "t2", "flair"]
+BRATS_MODALITIES: tuple[Modality, ...] = ("t1", "t1ce", "t2", "flair")
+
+
+class BratsModelConfig(_Strict):
+    """A BraTS segmenter: a 2D slice model (smp, the original project's way) or a 3D model
+    (MONAI SegResNet or UNet). Outputs are the nested regions WT, TC, ET (sigmoid each)."""
+
+    family: Literal["2d", "3d"] = "3d"
+    arch: Literal["unet", "segresnet"] = "segresnet"
+    encoder: str = "resnet34"  # 2D only (any smp / timm encoder)
+    encoder_weights: str | None = None  # 2D only
+    filters: int = Field(16, ge=4)  # 3D: initial filters
+    modalities: list[Modality] = Field(default_factory=lambda: list(BRATS_MODALITIES),
+                                       min_length=1)
+    patch_size: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=2,
+                                  max_length=3)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _patch_fits_family(self) -> BratsModelConfig:
+        want = 2 if self.family == "2d" else 3
+        if len(self.patch_size) != want:
+            raise ValueError(f"patch_size needs {want} sizes for a {self.family} model")
+        if any(n % 16 for n in self.patch_size):
+            raise ValueError(f"patch_size entries must be multiples of 16, got {self.patch_size}")
+        if self.family == "2d" and self.arch != "unet":
+            raise ValueError("2d models are smp UNets (arch: unet)")
+        if self.family == "3d" and self.arch == "segresnet" and self.filters % 8:
+            raise ValueError("segresnet filters must be a multiple of 8 (group normalisation)")
+        return self
+
+
+class BratsPrepConfig(_Strict):
+    """Preprocessing (stored in the model card) and the training cache."""
+
+    spacing: list[float] | None = Field(default_factory=lambda: [2.0, 2.0, 2.0])
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    margin: int = Field(2, ge=0)
+    missing_modality: Literal["error", "zeros"] = "error"
+    label_map: dict[int, int] | None = None  # file label -> 1 NCR, 2 ED, 3 ET
+    cache_dir: str | None = None  # default: <output.root>/cache/<name>
+    patch_stride: int = Field(32, ge=1)  # 2D: overlapping patches of each axial slice
+    keep_background: float = Field(0.05, ge=0, le=1)  # 2D: share of tumour-free patches kept
+    foreground_ratio: float = Field(0.67, ge=0, le=1)  # 3D: crops centred on tumour
+    samples_per_case: int = Field(8, ge=1)  # 3D: random crops per case per epoch
+
+
+class BratsLossConfig(_Strict):
+    """Region losses on sigmoid outputs."""
+
+    name: Literal["focal+dice", "dice+bce", "focal", "dice"] = "focal+dice"
+    focal_gamma: float = Field(2.0, ge=0)
+
+
+class Augment3DConfig(_Strict):
+    """TorchIO augmentation, applied to modalities and labels together (probabilities)."""
+
+    enabled: bool = True
+    flip: float = Field(0.5, ge=0, le=1)
+    affine: float = Field(0.3, ge=0, le=1)
+    anisotropy: float = Field(0.0, ge=0, le=1)
+    elastic: float = Field(0.0, ge=0, le=1)
+    noise: float = Field(0.2, ge=0, le=1)
+    bias_field: float = Field(0.2, ge=0, le=1)
+    gamma: float = Field(0.2, ge=0, le=1)
+    motion: float = Field(0.0, ge=0, le=1)
+    ghosting: float = Field(0.0, ge=0, le=1)
+
+
+@register_task_config
+class BratsExperiment(ExperimentConfig):
+    """BraTS multimodal segmentation (WT/TC/ET), split by case."""
+
+    task: Literal["brats"] = "brats"
+    data: DataConfig = DataConfig(dataset="brats", root="${TUMORSCOPE_DATA:-../shared/data}/brats",
+                                  fold_source="computed")
+    model: BratsModelConfig = BratsModelConfig()
+    prep: BratsPrepConfig = BratsPrepConfig()
+    loss: BratsLossConfig = BratsLossConfig()
+    augment: Augment3DConfig = Augment3DConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(monitor="val/dice")
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.prep.cache_dir or Path(self.output.root) / "cache" / self.name)
+
+
 E = TypeVar("E", bound=ExperimentConfig)
 
 

@@ -1,6 +1,6 @@
 """Datasets (registered by name), patient-level splits and the torch datasets."""
 
-from tumorscope.data import figshare, imagefolder, lgg  # noqa: F401  (register the built-ins)
+from tumorscope.data import brats, figshare, imagefolder, lgg  # noqa: F401  (register the built-ins)
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import dataset_names, load_index, register_dataset
 

@@ -107,6 +107,28 @@ class PerImage(_Open):
     tumour_pixels: int | None = None
 
 
+class MetricSummary(_Open):
+    """One metric over cases: mean with its case-level bootstrap interval, median, std."""
+
+    mean: Real
+    median: Real
+    std: Real
+    ci_low: Real
+    ci_high: Real
+    cases: int
+
+
+class VolumeSegmentationResult(_Open):
+    """BraTS-style results: per case (regions WT/TC/ET: Dice, HD95, sensitivity,
+    specificity, lesion-wise Dice/HD95; labels NCR/ED/ET: precision, recall, IoU, Dice) and
+    summaries over cases."""
+
+    per_case: dict[str, dict[str, Real]]
+    summary: dict[str, MetricSummary]
+    seconds_per_case: Real | None = None
+    files: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
 class EvaluationResult(_Open):
     """One model evaluated on one fold."""
 
@@ -123,6 +145,7 @@ class EvaluationResult(_Open):
     backend: str | None = None
     per_image: list[PerImage] = Field(default_factory=list)
     volumes: SliceStackResult | None = None
+    cases: VolumeSegmentationResult | None = None
 
     def ci(self, key: str) -> Interval | None:
         """The stored 95% interval of ``key`` (None when absent)."""

@@ -35,7 +35,8 @@ class TorchRunner:
         self.outputs = outputs
         self.device = device
         self.model = model.to(device).eval()
-        if device == "cpu":
+        volumetric = any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
+        if device == "cpu" and not volumetric:  # channels-last exists for 2D layouts only
             self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()

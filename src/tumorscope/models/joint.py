@@ -32,13 +32,24 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                 dropout: float = 0.2) -> nn.Module:
     """Build the joint model; ``encoder_weights`` is 'imagenet', a file path, the
     'efficientnet-lite0-package' or None (random init)."""
+    return build_smp(arch, encoder, in_channels, 1, num_classes, encoder_weights, attention,
+                     dropout)
+
+
+def build_smp(arch: str, encoder: str, in_channels: int, mask_channels: int,
+              head_classes: int | None, encoder_weights: str | None = None,
+              attention: str = "none", dropout: float = 0.2) -> nn.Module:
+    """An smp segmenter with ``mask_channels`` outputs, and a classification head on the
+    encoder when ``head_classes`` is given (the joint model)."""
     if arch == "plain-unet":
+        if head_classes is None:
+            raise ConfigError("model.arch", "plain-unet is built with a classification head")
         if encoder_weights not in (None, "", "none", "null"):
             raise ConfigError("model.encoder_weights", "plain-unet has no pretrained encoder; "
                               "set model.encoder_weights=none")
         from tumorscope.models.plain_unet import PlainUNet
 
-        return PlainUNet(in_channels, num_classes, dropout)
+        return PlainUNet(in_channels, head_classes, dropout)
     if arch not in ARCHS:
         known = sorted([*ARCHS, "plain-unet"])
         raise ConfigError("model.arch", f"unknown architecture {arch!r}; known: {known}")
@@ -47,10 +58,11 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
     online = False
     try:
         with offline_unless_reachable(needed=hub is not None) as online:
+            head = None if head_classes is None else {"classes": head_classes,
+                                                      "dropout": dropout}
             model = ARCHS[arch](encoder_name=encoder, encoder_weights=hub,
-                                in_channels=in_channels, classes=1,
-                                aux_params={"classes": num_classes, "dropout": dropout},
-                                **_smp_kwargs(arch, attention))
+                                in_channels=in_channels, classes=mask_channels,
+                                aux_params=head, **_smp_kwargs(arch, attention))
     except KeyError as err:
         raise ConfigError("model.encoder", f"unknown encoder {encoder!r} ({err})") from None
     except (OSError, RuntimeError, ValueError) as err:

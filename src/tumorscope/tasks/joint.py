@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import lightning as L
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
@@ -15,8 +14,8 @@ from torch import nn
 from tumorscope.config import JointExperiment
 from tumorscope.metrics import classification_metrics, confusion_matrix, per_image_dice
 from tumorscope.models import joint_from_config
+from tumorscope.tasks.base import EmaModule
 from tumorscope.tasks.optim import configure_optimisation, parameter_groups
-from tumorscope.tasks.rng import rng_states, set_rng_states
 
 
 def _segmentation_loss(name: str) -> nn.Module:
@@ -39,7 +38,7 @@ def _segmentation_loss(name: str) -> nn.Module:
     return Sum()
 
 
-class JointTask(L.LightningModule):
+class JointTask(EmaModule):
     """Trains the joint UNet; validates (and exports) the EMA weights when EMA is on."""
 
     def __init__(self, config: dict[str, Any], classes: list[str],
@@ -50,13 +49,7 @@ class JointTask(L.LightningModule):
         self.classes = classes
         self.model = joint_from_config(self.cfg.model.model_dump(), len(classes),
                                        load_pretrained=load_pretrained)
-        self.ema: Any = None  # timm ModelEmaV3
-        if self.cfg.ema.enabled:
-            from timm.utils import ModelEmaV3
-
-            self.ema = ModelEmaV3(self.model, decay=self.cfg.ema.decay,
-                                  use_warmup=self.cfg.ema.warmup)
-            self.ema.requires_grad_(False)  # an average, not trained: DDP must not wait for it
+        self._setup_ema(self.cfg)
         self.seg_loss = _segmentation_loss(self.cfg.loss.segmentation)
         self._reset_val()
 
@@ -79,24 +72,6 @@ class JointTask(L.LightningModule):
         self.log("train/seg_loss", losses["seg_loss"], batch_size=bs)
         self.log("train/cls_loss", losses["cls_loss"], batch_size=bs)
         return losses["loss"]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = rng_states()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "rng_states" in checkpoint:  # dropout continues as if never interrupted
-            set_rng_states(checkpoint["rng_states"])
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        # here, not in on_train_batch_end: checkpoint callbacks run before that module hook,
-        # so a mid-epoch checkpoint would miss this step's EMA update
-        if self.ema is not None:
-            self.ema.update(self.model, step=self.global_step + 1)
-
-    def eval_model(self) -> nn.Module:
-        """The weights used for validation and export."""
-        return cast(nn.Module, self.ema.module) if self.ema is not None else self.model
 
     def _reset_val(self) -> None:
         k = len(self.classes)

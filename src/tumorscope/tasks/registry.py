@@ -85,3 +85,14 @@ register_task(TaskSpec(
     inferer="tumorscope.inference.joint:JointInferer",
     evaluator="tumorscope.evaluation.joint:evaluate_joint",
 ))
+
+register_task(TaskSpec(
+    name="brats",
+    outputs=("region_logits",),
+    network="tumorscope.models.brats:brats_from_config",
+    module="tumorscope.tasks.brats:BratsTask",
+    data="tumorscope.data.brats_samples:brats_loaders",
+    card_section="tumorscope.data.brats:card_preprocessing",
+    inferer="tumorscope.inference.brats:BratsInferer",
+    evaluator="tumorscope.evaluation.brats:evaluate_brats",
+))
