@@ -96,3 +96,62 @@ def test_train_resume_evaluate(brats_root: Path, tmp_path: Path, family: str) ->
     pred = predictor.inferer.predict_case(case)
     assert pred.labels.shape == case.shape and set(pred.volumes_cm3) == {"WT", "TC", "ET"}
     write_segmentation(pred.labels, case, tmp_path / "p.nii.gz")
+
+
+@pytest.mark.realdata
+def test_smoke_on_the_shared_brats_cases(shared_data: Path, tmp_path: Path) -> None:
+    """Prepare, train a few steps, evaluate the held-out cases and predict the unlabelled
+    2023-named case: the real files go through every stage."""
+    from fixtures import cli
+
+    overrides = [f"data.root={shared_data / 'brats'}", f"output.root={tmp_path / 'runs'}",
+                 "model.filters=8", "model.patch_size=[32,32,32]", "trainer.epochs=1",
+                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+                 "output.run_name=smoke"]
+    res = cli("prepare", "--config", "configs/brats/segresnet-3d.yaml", *overrides,
+              cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "left out, no segmentation: BraTS-GLI-00001-000" in res.stdout
+    res = cli("train", "--config", "configs/brats/segresnet-3d.yaml", *overrides,
+              cwd=Path(__file__).resolve().parents[1], timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    model = tmp_path / "runs" / "smoke" / "model"
+    res = cli("evaluate", "--checkpoint", str(model), "--out", str(tmp_path / "eval"),
+              "--data-root", str(shared_data / "brats"), cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = cli("predict", str(shared_data / "brats" / "BraTS-GLI-00001-000"), "--checkpoint",
+              str(model), "--out", str(tmp_path / "pred"), cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    seg = nib.load(str(tmp_path / "pred" / "BraTS-GLI-00001-000_seg.nii.gz"))
+    source = nib.load(str(shared_data / "brats" / "BraTS-GLI-00001-000" /
+                          "BraTS-GLI-00001-000-t1c.nii.gz"))
+    assert seg.shape == source.shape and np.allclose(seg.affine, source.affine)
+    assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2, 3}  # 2023 convention
+    assert (tmp_path / "pred" / "BraTS-GLI-00001-000_views.png").is_file()
+
+
+def test_predict_cli_cases_and_refusals(brats_root: Path, tmp_path: Path) -> None:
+    from fixtures import cli, save_random_model
+    from tumorscope.training.run import train
+
+    model = train(load_config(_config(tmp_path, brats_root, "3d"), ["trainer.epochs=1"]))
+    folder = brats_root / "case3"
+    files = [f"--{m}={folder / f'Case3-{s}.nii.gz'}" for m, s in
+             (("t1", "t1n"), ("t1ce", "t1c"), ("t2", "t2w"), ("flair", "t2f"))]
+    res = cli("predict", str(brats_root / "case0"), *files, "--checkpoint", str(model),
+              "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {p.name for p in (tmp_path / "out").glob("*_seg.nii.gz")} == \
+        {"Case0_seg.nii.gz", "Case3_seg.nii.gz"}
+    assert "WT cm³" in res.stdout
+    slice_model = save_random_model(tmp_path / "slice-model")
+    res = cli("predict", str(folder), "--checkpoint", str(slice_model), "--out",
+              str(tmp_path / "o2"), cwd=tmp_path)
+    assert res.returncode == 2 and "takes single scans" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "o2").exists()
+    res = cli("predict", str(tmp_path / "nowhere"), "--checkpoint", str(model), "--out",
+              str(tmp_path / "o3"), cwd=tmp_path)
+    assert res.returncode == 2 and "not a folder" in res.stderr
+    res = cli("predict", str(brats_root / "case0" / "Case0_t1.nii.gz"), "--checkpoint",
+              str(model), "--out", str(tmp_path / "o4"), cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ import pytest
 from tumorscope.cli import build_parser, main
 
 COMMANDS = ["train", "evaluate", "predict", "export", "card", "serve", "results", "compare",
-            "augment", "demo", "info", "lgg", "explore"]
+            "augment", "demo", "info", "lgg", "explore", "prepare"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -22,6 +22,7 @@ from tumorscope.commands import (
     info,
     lgg,
     predict,
+    prepare,
     results,
     serve,
     train,
@@ -33,7 +34,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 # the order of ``tumorscope --help``
 SUBCOMMANDS = (train, evaluate, predict, export, card, serve, results, compare, augment, demo,
-               info, lgg, explore)
+               info, lgg, explore, prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:

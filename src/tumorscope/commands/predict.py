@@ -13,7 +13,8 @@ from tumorscope.locations import default_checkpoint
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
     p = sub.add_parser("predict", help="class, mask and overlay for scan files")
-    p.add_argument("files", nargs="*", type=Path, help="PNG/JPEG/TIFF, .mat, DICOM or NIfTI")
+    p.add_argument("files", nargs="*", type=Path, help="PNG/JPEG/TIFF, .mat, DICOM or NIfTI; "
+                   "for a BraTS model, case folders")
     p.add_argument("--image-path", type=Path, action="append", default=[],
                    help="a file to predict (the original flag; may repeat)")
     p.add_argument("--checkpoint", type=Path, help="model dir or .safetensors (default: shipped)")
@@ -25,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="mask probability threshold, strictly between 0 and 1")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: ONNX Runtime when model.onnx exists and onnxruntime is installed")
+    for modality in ("t1", "t1ce", "t2", "flair"):
+        p.add_argument(f"--{modality}", type=Path, metavar="NIFTI", help=f"BraTS model: the "
+                       f"{modality} file of one case given file by file")
     p.set_defaults(handler=run)
 
 
@@ -42,7 +46,9 @@ def probability(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Predict every file, write masks, overlays and JSON, and print a table."""
     files: list[Path] = [*args.files, *args.image_path]
-    if not files:  # before loading the model: fail fast
+    explicit = {m: getattr(args, m) for m in ("t1", "t1ce", "t2", "flair")
+                if getattr(args, m) is not None}
+    if not files and not explicit:  # before loading the model: fail fast
         raise TumorscopeError("predict", "give at least one scan file (or --image-path FILE)")
 
     from rich.console import Console
@@ -53,6 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
                                           threshold=args.threshold, backend=args.backend)
+    if predictor.card.task == "brats":
+        return _predict_cases(predictor, files, explicit, args.out)
+    if explicit:
+        raise TumorscopeError("--t1/--t1ce/--t2/--flair", f"model {predictor.model_id} takes "
+                              "single slices, not a four-modality case; pass --checkpoint with "
+                              "a BraTS model")
+    folder = next((f for f in files if f.is_dir()), None)
+    if folder is not None:
+        raise TumorscopeError(folder, f"is a folder (a BraTS case?); model {predictor.model_id} "
+                              "takes single scans: give files, or --checkpoint a BraTS model")
     records = predict_files(predictor, files, args.out, args.slice_index)
     table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
     for col in ["file", "class", *predictor.classes, "tumour size", "area / volume"]:
@@ -75,3 +91,24 @@ def tumour_size(record: dict[str, Any]) -> tuple[str, str]:
         count, unit, physical, cubed = record["tumour_area_pixels"], "px", \
             record.get("tumour_area_mm2"), "mm²"
     return f"{count} {unit}", f"{physical:.1f} {cubed}" if physical is not None else "-"
+
+
+def _predict_cases(predictor: Any, folders: list[Path], explicit: dict[str, Path],
+                   out: Path) -> int:
+    """BraTS: case folders and/or one case given file by file -> segmentations and a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tumorscope.inference.case_outputs import predict_cases
+
+    sources: list[Path | dict[str, Path]] = [*folders, *([explicit] if explicit else [])]
+    records = predict_cases(predictor, sources, out)
+    table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
+    for col in ["case", "WT cm³", "TC cm³", "ET cm³", "segmentation"]:
+        table.add_column(col)
+    for r in records:
+        table.add_row(r["case"], *(f"{r['volumes_cm3'][k]:.1f}" for k in ("WT", "TC", "ET")),
+                      r["outputs"]["segmentation"])
+    Console().print(table)
+    print(f"segmentations, views, GIFs and JSON written to {out}/")
+    return 0
