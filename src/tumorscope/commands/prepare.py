@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     folder = build_cache(cfg, cases)
     print(f"{len(cases)} cases ({len(split.train)} training, {len(split.val)} validation; "
           f"{len(split.test)} held out, not cached) in {folder}/")
-    unlabelled = index.info.get("unlabelled") or []
-    if unlabelled:
-        print(f"left out, no segmentation: {', '.join(map(str, unlabelled))}")
+    unlabelled = index.info.get("unlabelled")
+    if isinstance(unlabelled, list) and unlabelled:
+        print(f"left out, no segmentation: {', '.join(str(c) for c in unlabelled)}")
     return 0
