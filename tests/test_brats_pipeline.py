@@ -96,6 +96,14 @@ def test_train_resume_evaluate(brats_root: Path, tmp_path: Path, family: str) ->
     pred = predictor.inferer.predict_case(case)
     assert pred.labels.shape == case.shape and set(pred.volumes_cm3) == {"WT", "TC", "ET"}
     write_segmentation(pred.labels, case, tmp_path / "p.nii.gz")
+    from fixtures import cli
+
+    res = cli("card", "--checkpoint", str(model), "--metrics", str(tmp_path / "eval"),
+              "--command", "tumorscope train ...", "--out", str(tmp_path / "card.md"),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "card.md").read_text()
+    assert "ten-case" in text and f"| {case_id} |" in text and "HD95" in text
 
 
 @pytest.mark.realdata

@@ -19,12 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render and write the Markdown card."""
     from tumorscope.checkpoint.store import read_card
-    from tumorscope.evaluation.card_markdown import render_model_card
     from tumorscope.evaluation.result import read_result
     from tumorscope.io.writers import write_atomic
+    from tumorscope.tasks.registry import get_task
 
-    text = render_model_card(read_card(args.checkpoint), read_result(args.metrics),
-                             args.reproduce)
+    card = read_card(args.checkpoint)
+    render = get_task(card.task, "model card task").load("card_markdown")
+    text = render(card, read_result(args.metrics), args.reproduce)
     write_atomic(args.out, lambda p: p.write_text(text, encoding="utf-8"))
     print(f"model card written to {args.out}")
     return 0

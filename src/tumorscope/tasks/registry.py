@@ -28,6 +28,7 @@ class TaskSpec:
       ``input_shape`` (see inference/predictor.py)
     - ``evaluator(evaluation.evaluate.EvaluationJob) -> EvaluationResult``
     - ``outputs``: the network's outputs in order (names of ONNX outputs and runner results)
+    - ``card_markdown(card, metrics, command) -> str``: the Markdown model card
     - ``weights_prefix(ema)``: which LightningModule sub-module holds the exported weights
     """
 
@@ -39,6 +40,7 @@ class TaskSpec:
     card_section: str
     inferer: str
     evaluator: str
+    card_markdown: str = "tumorscope.evaluation.card_markdown:render_model_card"
 
     def load(self, role: str) -> Any:
         """Import and return the attribute registered for ``role`` (e.g. 'module')."""
@@ -95,4 +97,5 @@ register_task(TaskSpec(
     card_section="tumorscope.data.brats:card_preprocessing",
     inferer="tumorscope.inference.brats:BratsInferer",
     evaluator="tumorscope.evaluation.brats:evaluate_brats",
+    card_markdown="tumorscope.evaluation.brats_card:render_brats_card",
 ))
