@@ -163,3 +163,18 @@ def test_predict_cli_cases_and_refusals(brats_root: Path, tmp_path: Path) -> Non
     res = cli("predict", str(brats_root / "case0" / "Case0_t1.nii.gz"), "--checkpoint",
               str(model), "--out", str(tmp_path / "o4"), cwd=tmp_path)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_augment_preview_of_a_case(brats_root: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tumorscope.augment_preview import preview_grid
+    from tumorscope.data.brats import preprocessing
+    from tumorscope.io.brats import read_case
+
+    cfg = load_config(_config(tmp_path, brats_root, "3d"), ["augment.ghosting=0.5"])
+    out = preview_grid(cfg, tmp_path / "preview.png", variants=2)
+    rows = 7  # flip, affine, ghosting, bias field, gamma, noise, then all together
+    case = read_case(brats_root / "case0")
+    x, y, _ = preprocessing(cfg)(case.image, case.spacing)[1].grid
+    assert Image.open(out).size == (3 * (x + 4), rows * (y + 4))  # original + 2 variants

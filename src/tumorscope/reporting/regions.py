@@ -21,7 +21,9 @@ def _gray(volume: np.ndarray) -> np.ndarray:
     if inside.size == 0:
         return np.zeros(volume.shape, np.uint8)
     low, high = np.percentile(inside, [0.5, 99.5])
-    return (np.clip((volume - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
+    gray = (np.clip((volume - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
+    gray[volume == 0] = 0  # outside the brain stays black
+    return gray
 
 
 def _paint(gray: np.ndarray, labels: np.ndarray) -> np.ndarray:
