@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest_server import Server
 from fixtures import cli, save_random_model, write_nifti
-from tumorscope.errors import BusyError
+from tumorscope.errors import BusyError, ImageTooLargeError
 from tumorscope.inference.predictor import Predictor
 from tumorscope.io import read_scan_bytes
 from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS, DecodeBudget, Scan, shrink
@@ -74,10 +74,35 @@ def test_the_budget_is_reserved_from_the_header_before_pixels_exist(tmp_path: Pa
     """A compressed volume whose voxels exceed the budget is refused before it is inflated."""
     nii = write_nifti(tmp_path / "v.nii.gz", np.zeros((64, 64, 64), np.float32)).read_bytes()
     budget = DecodeBudget(capacity=1000, wait_s=0.05)
-    with pytest.raises(BusyError, match="decoded"), budget.held():
-        read_scan_bytes(nii, "v.nii.gz")
-    assert budget.used == 0
+    with pytest.raises(ImageTooLargeError, match="decode budget of 1,000"), budget.held():
+        read_scan_bytes(nii, "v.nii.gz")  # can never fit: refused at once, nothing inflated
+    busy = DecodeBudget(capacity=64 ** 3, wait_s=0.05)
+    with busy.held():
+        read_scan_bytes(nii, "a.nii.gz")
+        with pytest.raises(BusyError, match="try again"):  # fits, but the budget is taken
+            _decode_elsewhere(busy, nii)
+    assert budget.used == busy.used == 0
     assert read_scan_bytes(nii, "v.nii.gz").spatial_shape == (64, 64, 64)  # no budget: fine
+
+
+def _decode_elsewhere(budget: DecodeBudget, data: bytes) -> None:
+    """Decode in another context (as another request would), re-raising its error here."""
+    import contextvars
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with budget.held():
+                read_scan_bytes(data, "b.nii.gz")
+        except BaseException as err:  # handed back to the test
+            errors.append(err)
+
+    thread = threading.Thread(target=contextvars.Context().run, args=(run,))
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def test_shrink_keeps_geometry_consistent() -> None:

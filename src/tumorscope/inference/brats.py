@@ -87,6 +87,15 @@ class BratsInferer:
             probs = (probs + flipped[:, ::-1]) / 2
         return self.pre.invert(probs.astype(np.float32), geometry)
 
+    def self_check(self) -> None:
+        """Run the network once over a synthetic volume: finite logits, three regions."""
+        shape = (*self.patch, 2) if self.family == "2d" else self.patch
+        probe = np.random.default_rng(0).normal(size=(len(self.modalities), *shape))
+        logits = self._logits(probe.astype(np.float32))
+        if logits.shape[0] != len(REGIONS) or not np.isfinite(logits).all():
+            raise ValueError(f"expected {len(REGIONS)} finite region maps, got shape "
+                             f"{logits.shape}")
+
     def predict_case(self, case: BratsCase) -> CasePrediction:
         """Labels (internal convention) and region volumes for one case."""
         probs = self.probabilities(case) > self.threshold

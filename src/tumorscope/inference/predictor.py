@@ -94,7 +94,11 @@ class Predictor:
         channels = int(self.card.preprocessing.get("in_channels", 1))
         probe = Scan(rng.uniform(0, 255, (channels, 64, 64)).astype(np.float32), None,
                      Path("self-check"), "png", tuple(f"c{i}" for i in range(channels)))
+        own_check = getattr(self.inferer, "self_check", None)  # tasks whose input is no slice
         try:
+            if own_check is not None:
+                own_check()
+                return
             pred = self.inferer.predict_scan(probe)
         except (KeyError, ValueError, RuntimeError) as err:
             raise CheckpointError(self.model_id, f"the model cannot predict ({type(err).__name__}"

@@ -10,6 +10,7 @@ core, 2 oedema, 3 enhancing), and back with the naming's own map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,19 @@ def find_case_files(folder: Path) -> tuple[str, Naming, dict[str, Path]]:
                         "(2013-2021) or <case>-t1n.nii.gz ... (2023)")
 
 
+def modality_of(file_name: str) -> tuple[Naming, str] | None:
+    """``(naming, modality or 'seg')`` a BraTS file name declares, or None."""
+    stem = _strip_extension(file_name)
+    if stem is None:
+        return None
+    for naming in NAMINGS.values():
+        for key, suffix in naming.suffixes.items():
+            tail = naming.separator + suffix
+            if stem.endswith(tail) and len(stem) > len(tail):
+                return naming, key
+    return None
+
+
 def naming_of(paths: dict[str, Path]) -> Naming:
     """The naming whose modality suffixes match explicitly given files (2021 by default)."""
     for naming in NAMINGS.values():
@@ -174,31 +188,74 @@ def read_case(source: Path | dict[str, Path], seg: Path | None = None,
     if unknown:
         raise ScanReadError(where, f"case {case_id}: unknown modality name(s) "
                             f"{', '.join(sorted(unknown))}; expected {', '.join(MODALITIES)}")
+    def loader(path: Path) -> Loader:
+        return lambda: _load(path, max_elements)
+
+    return assemble_case(case_id, naming, {k: (p, loader(p)) for k, p in files.items()},
+                         where, missing, label_map)
+
+
+Loader = Callable[[], Any]
+
+
+def assemble_case(case_id: str, naming: Naming, images: dict[str, tuple[Path, Loader]],
+                  where: Path, missing: str = "error",
+                  label_map: dict[int, int] | None = None) -> BratsCase:
+    """Check and stack a case's images (``{modality or 'seg': (name, loader)}``, each loader
+    returning a nibabel image): geometry, missing modalities, label convention."""
+    files = {k: name for k, (name, _) in images.items()}
     absent = [m for m in MODALITIES if m not in files]
     if absent and (missing != "zeros" or len(absent) == len(MODALITIES)):
         expected = ", ".join(naming.file_name(case_id, m) for m in absent)
         raise ScanReadError(where, f"case {case_id}: missing modality {', '.join(absent)} "
                             f"(expected {expected})")
     reference_key = next(m for m in MODALITIES if m in files)
-    reference = _load(files[reference_key], max_elements)
+    reference = images[reference_key][1]()
     shape, affine = reference.shape[:3], np.asarray(reference.affine)
     channels: list[np.ndarray | None] = []
     for modality in MODALITIES:
         if modality not in files:
             channels.append(None)
             continue
-        img = reference if modality == reference_key else _load(files[modality], max_elements)
+        img = reference if modality == reference_key else images[modality][1]()
         _check_geometry(files[modality], img, shape, affine, files[reference_key], case_id)
         channels.append(_voxels(files[modality], img, case_id).astype(np.float32, copy=False))
     image = np.stack([c if c is not None else np.zeros(shape, np.float32) for c in channels])
     labels = None
     if "seg" in files:
-        seg_img = _load(files["seg"], max_elements)
+        seg_img = images["seg"][1]()
         _check_geometry(files["seg"], seg_img, shape, affine, files[reference_key], case_id)
         labels = map_labels(_voxels(files["seg"], seg_img, case_id), label_map or naming.labels,
                             files["seg"], naming)
     return BratsCase(case_id, image, MODALITIES, affine, reference.header, naming, labels,
                      files, tuple(absent))
+
+
+def read_case_bytes(uploads: dict[str, tuple[str, bytes]], missing: str = "error",
+                    label_map: dict[int, int] | None = None,
+                    max_elements: int = DEFAULT_MAX_ELEMENTS) -> BratsCase:
+    """A case from in-memory files ``{modality: (file name, bytes)}`` (an upload): never
+    touches the disk; file names only name the case and the files in errors."""
+    from tumorscope.io.nifti import nifti_from_bytes
+
+    names = {k: Path(Path(n.replace("\\", "/")).name or k) for k, (n, _) in uploads.items()}
+    naming = naming_of(names)
+    first = next(iter(names.values()))
+    stem = _strip_extension(first.name) or first.name
+    case_id = stem.rsplit(naming.separator, 1)[0] if naming.separator in stem else "case"
+
+    def loader(key: str) -> Loader:
+        def load() -> Any:
+            try:
+                return nifti_from_bytes(uploads[key][1], str(names[key]), max_elements)
+            except ScanReadError:
+                raise
+            except Exception as err:  # nibabel raises ImageFileError, EOFError, zlib errors
+                raise ScanReadError(names[key], f"not a readable NIfTI file ({err})") from None
+        return load
+
+    return assemble_case(case_id, naming, {k: (names[k], loader(k)) for k in uploads},
+                         Path(case_id), missing, label_map)
 
 
 def _check_geometry(path: Path, img: Any, shape: tuple[int, ...], affine: np.ndarray,

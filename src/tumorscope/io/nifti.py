@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -15,11 +15,11 @@ from tumorscope.io.scan import Scan, Source, check_elements
 HEADER_BYTES = 348  # a NIfTI-1 header
 
 
-def _from_bytes(stream: BinaryIO, name: str, max_elements: int) -> Any:
-    """Parse NIfTI from memory; gzip is inflated with a cap (no decompression bombs)."""
+def nifti_from_bytes(data: bytes, name: str, max_elements: int) -> Any:
+    """Parse NIfTI from memory; gzip is inflated only after its header's size is checked
+    (and, in a server, reserved in the decode budget): no decompression bombs."""
     import nibabel as nib
 
-    data = stream.read()
     if data[:2] == b"\x1f\x8b":
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
             head = gz.read(HEADER_BYTES)
@@ -44,7 +44,7 @@ def read_nifti(path: Source, name: str | Path, max_elements: int) -> Scan:
         if isinstance(path, Path):
             img = nib.load(str(path))
         else:
-            img = _from_bytes(path, str(name), max_elements)
+            img = nifti_from_bytes(path.read(), str(name), max_elements)
         check_elements(name, img.shape, max_elements)
         data = np.asarray(img.dataobj)
     except ScanReadError:

@@ -35,8 +35,11 @@ class DecodeBudget:
         self._cond = threading.Condition()
 
     def _acquire(self, name: str | Path, elements: int) -> None:
-        from tumorscope.errors import BusyError
+        from tumorscope.errors import BusyError, ImageTooLargeError
 
+        if elements > self.capacity:  # would wait for ever
+            raise ImageTooLargeError(name, f"needs {elements:,} elements decoded at once, above "
+                                     f"the server's decode budget of {self.capacity:,}")
         with self._cond:
             if not self._cond.wait_for(lambda: self.used + elements <= self.capacity,
                                        self.wait_s):
@@ -62,19 +65,25 @@ class DecodeBudget:
 
 @dataclass
 class _Hold:
-    """One block's reservation: it grows to the largest image decoded in the block."""
+    """One block's reservation: the sum over the files decoded in the block (a file checked
+    twice, e.g. header then image, counts once, at its largest)."""
 
     budget: DecodeBudget
     elements: int = 0
+    per_file: dict[str, int] = field(default_factory=dict)
 
     def need(self, name: str | Path, elements: int) -> None:
-        if elements <= self.elements:
+        key = str(name)
+        total = self.elements - self.per_file.get(key, 0) + max(self.per_file.get(key, 0),
+                                                                 elements)
+        self.per_file[key] = max(self.per_file.get(key, 0), elements)
+        if total <= self.elements:
             return
         # give back, then take the whole amount: two holds never wait on each other
         self.budget._release(self.elements)
         self.elements = 0
-        self.budget._acquire(name, elements)
-        self.elements = elements
+        self.budget._acquire(name, total)
+        self.elements = total
 
 
 _active_hold: ContextVar[_Hold | None] = ContextVar("tumorscope_decode_hold", default=None)

@@ -74,3 +74,17 @@ def write_axial_gif(path: Path, volume: np.ndarray, labels: np.ndarray, step: in
     frames = [_display(_paint(gray[:, :, z], labels[:, :, z]))
               for z in range(0, volume.shape[2], step)]
     return write_gif(path, frames)
+
+
+def display_grid(volume: np.ndarray, labels: np.ndarray, step: int = 2
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """A modality (uint8, windowed) and the labels, cropped to the brain and subsampled by
+    ``step``, for a viewer that draws slices itself; and the crop's origin in the input."""
+    brain = np.nonzero((volume != 0) | (labels > 0))
+    if brain[0].size == 0:
+        origin = (0, 0, 0)
+        box = tuple(slice(0, n, step) for n in volume.shape)
+    else:
+        origin = tuple(int(i.min()) for i in brain)  # type: ignore[assignment]
+        box = tuple(slice(int(i.min()), int(i.max()) + 1, step) for i in brain)
+    return _gray(volume)[box], labels[box].astype(np.uint8), origin

@@ -16,9 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,89 +26,33 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from tumorscope import __version__
-from tumorscope.errors import (
-    BusyError,
-    ImageTooLargeError,
-    ScanReadError,
-    TumorscopeError,
-    UnsupportedFormatError,
-)
+from tumorscope.errors import ScanReadError, TumorscopeError
 from tumorscope.inference.predictor import Predictor
 from tumorscope.io import read_scan_bytes
-from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS, DecodeBudget, Scan, shrink
+from tumorscope.io.scan import DecodeBudget, Scan, shrink
 from tumorscope.io.writers import write_atomic
 from tumorscope.reporting.overlay import display_rgb
 from tumorscope.serve.encoding import png_base64, rle_encode
 from tumorscope.serve.schemas import ErrorResponse, ModelInfo, PredictResponse
+from tumorscope.serve.settings import ServeSettings
+from tumorscope.serve.uploads import (
+    MULTIPART_OVERHEAD,
+    Upload,
+    parse_form,
+    return_freed_memory,
+    status_for,
+)
 
 log = logging.getLogger("tumorscope.serve")
 STATIC = Path(__file__).parent / "static"
-MULTIPART_OVERHEAD = 64 * 1024
-
-
-class _InMemoryMultiPartParser(MultiPartParser):
-    """Starlette's parser, keeping every part in memory (never spooled to a temporary file)."""
-
-    spool_max_size = 2**62
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Server limits and the model to load."""
-
-    checkpoint: Path
-    max_upload_bytes: int = 50 * 1024 * 1024
-    max_elements: int = DEFAULT_MAX_ELEMENTS
-    decode_budget: int = 2 * DEFAULT_MAX_ELEMENTS  # elements decoded at once, all requests
-    max_side: int = 1024  # larger slices are shrunk to this right after decoding
-    max_concurrency: int = 4
-    max_uploads: int = 8  # upload bodies held in memory at once; more wait (TCP backpressure)
-    backend: str = "auto"
-    save_uploads: Path | None = None  # keep accepted uploads here (opt-in, e.g. for audit)
-    api_key: str | None = None  # required in X-API-Key for /api/v1 when set
-    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1", "[::1]")
-    cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    """The request body as it arrives, refused with 413 as soon as it passes ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"upload of {int(declared):,} bytes exceeds the limit of "
-                            f"{limit - MULTIPART_OVERHEAD:,} bytes")
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"upload exceeds the limit of "
-                                f"{limit - MULTIPART_OVERHEAD:,} bytes")
-        yield chunk
-
-
-@dataclass
-class Upload:
-    """One uploaded file. Worker threads get this holder, never the bytes themselves: an idle
-    worker keeps its last job's arguments, and emptying the holder frees the upload."""
-
-    name: str
-    data: bytes
-    slice_index: int | None = None
 
 
 async def _parse_upload(request: Request, limit: int) -> Upload:
     """Parse the multipart body while it streams in (no second copy of the whole body): the
     file field and an optional slice index."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(415, "send the scan as multipart/form-data with a 'file' field")
-    parser = _InMemoryMultiPartParser(request.headers, _limited(request, limit), max_files=1,
-                                      max_fields=4, max_part_size=limit)
-    try:
-        form = await parser.parse()
-    except MultiPartException as err:
-        raise HTTPException(422, f"malformed multipart upload: {err.message}") from None
+    form = await parse_form(request, limit, 1, "the scan with a 'file' field")
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -125,6 +67,7 @@ async def _parse_upload(request: Request, limit: int) -> Upload:
             raise HTTPException(422, f"slice must be an integer, got {raw_slice!r}")
         slice_index = int(raw_slice)
     return Upload(upload.filename or "upload", data, slice_index)
+
 
 
 def _decode(upload: Upload, settings: ServeSettings, budget: DecodeBudget
@@ -154,7 +97,7 @@ def _predict(predictor: Predictor, upload: Upload, settings: ServeSettings,
     try:
         return _answer(predictor, upload, settings, budget)
     except TumorscopeError as err:
-        return _status_for(err), str(err)
+        return status_for(err), str(err)
 
 
 def _answer(predictor: Predictor, upload: Upload, settings: ServeSettings,
@@ -197,33 +140,6 @@ def save_upload(folder: Path, upload: Upload) -> str:
     upload_id = uuid.uuid4().hex
     write_atomic(folder / f"{upload_id}{suffix}", lambda p: p.write_bytes(upload.data))
     return upload_id
-
-
-def return_freed_memory() -> None:
-    """Let glibc hand every freed buffer of 1 MiB or more back to the system at once (mmap):
-    by default it keeps some in its heaps, so a burst of large uploads would leave the
-    process big long after the requests are gone. No-op without glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-
-
-def _status_for(err: TumorscopeError) -> int:
-    if isinstance(err, UnsupportedFormatError):
-        return 415
-    if isinstance(err, ImageTooLargeError):
-        return 413
-    if isinstance(err, BusyError):
-        return 503
-    return 422
 
 
 API_KEY_HEADER = "X-API-Key"
