@@ -31,9 +31,10 @@ def _free_port() -> int:
 def start_server(root: Path, *extra: str, env: dict[str, str] | None = None,
                  ready_headers: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
     """``tumorscope serve`` with a random test model on a free port, started and ready."""
-    from fixtures import save_random_model
+    from fixtures import save_random_brats_model, save_random_model
 
     model = save_random_model(root / "model")
+    case_model = save_random_brats_model(root / "case-model")
     tmpdir = root / "tmp"
     tmpdir.mkdir(exist_ok=True)
     port = _free_port()
@@ -44,7 +45,8 @@ def start_server(root: Path, *extra: str, env: dict[str, str] | None = None,
     with open(log, "w") as out:
         proc = subprocess.Popen([str(exe), "serve", "--checkpoint", str(model), "--port",
                                  str(port), "--max-upload-mb", "2", "--max-pixels", "5000000",
-                                 "--backend", "torch", *extra], env=env, stdout=out,
+                                 "--backend", "torch", "--case-checkpoint", str(case_model),
+                                 *extra], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90

@@ -121,6 +121,26 @@ def save_random_model(directory: Path, input_size: int = 64) -> Path:
     return directory
 
 
+def save_random_brats_model(directory: Path, patch: int = 16) -> Path:
+    """An untrained 3D BraTS model (SegResNet, 8 filters) with a card, for serving tests."""
+    import torch
+
+    from tumorscope.checkpoint.store import save_checkpoint
+    from tumorscope.models.brats import brats_from_config
+
+    torch.manual_seed(0)
+    model_cfg = {"family": "3d", "arch": "segresnet", "filters": 8,
+                 "modalities": ["t1", "t1ce", "t2", "flair"], "patch_size": [patch] * 3}
+    card = {"name": "random-brats-model", "task": "brats", "classes": ["tumour"],
+            "model": model_cfg,
+            "preprocessing": {"modalities": model_cfg["modalities"], "spacing": None,
+                              "clip_percentiles": [0.5, 99.5], "margin": 2,
+                              "missing_modality": "error"},
+            "data": {"dataset": "brats", "split": {"test_fold": 0, "val_fold": 1}}}
+    save_checkpoint(directory, brats_from_config(model_cfg).state_dict(), card)
+    return directory
+
+
 def make_lgg_dataset(root: Path, patients: int = 6, slices: int = 12, size: int = 64,
                      jpeg: bool = True, seed: int = 0) -> Path:
     """``kaggle_3m/<case>/<case>_<n>.tif`` (3-channel, JPEG-compressed like the shared copy, or

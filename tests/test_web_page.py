@@ -141,3 +141,34 @@ def test_api_docs_render_offline(open_page, server: Server) -> None:  # type: ig
     assert "tumorscope" in page.inner_text(".swagger-ui .info .title")
     page.wait_for_selector('[data-path="/api/v1/predict"]', timeout=30_000)  # rendered
     assert not outside, outside
+
+
+def test_case_viewer_orthogonal_views_slider_and_toggles(open_page, server: Server,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    from fixtures import write_brats_case
+
+    case = write_brats_case(tmp_path / "P5", "P5", "brats2023")
+    files = sorted(str(p) for p in case.glob("P5-t*.nii.gz"))
+    assert len(files) == 4
+    page = open_page(1100, 1000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.set_input_files("#case-input", files)
+    page.click("#case-submit")
+    page.wait_for_selector("#case-result:not([hidden])", timeout=120_000)
+    assert page.inner_text("#case-id") == "P5"
+    for view in ("axial", "coronal", "sagittal"):
+        assert page.get_attribute(f"#view-{view}", "data-drawn") == "1,2,3"
+    assert "WT volume" in page.inner_text("#case-volumes")
+    assert page.get_attribute("#download-seg", "download") == "P5_seg.nii.gz"
+    before = page.evaluate("() => document.getElementById('view-axial').toDataURL()")
+    slider = page.locator("#slider-axial")
+    slider.fill("0" if slider.input_value() != "0" else slider.get_attribute("max"))
+    after = page.evaluate("() => document.getElementById('view-axial').toDataURL()")
+    assert before != after  # the slider moves through the slices
+    page.uncheck("#region-toggles input[value='2']")
+    assert page.get_attribute("#view-axial", "data-drawn") == "1,3"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-case.png"), full_page=True)
+    assert not errors, errors

@@ -19,6 +19,12 @@ def shipped_checkpoints() -> list[Path]:
     return sorted(found, key=lambda p: p.name != "default")
 
 
+def shipped_case_model() -> Path | None:
+    """The shipped BraTS model (``models/brats``), if there is one."""
+    path = MODELS / "brats"
+    return path if (path / "model.json").is_file() else None
+
+
 def default_checkpoint() -> Path:
     """The shipped default model (``$TUMORSCOPE_MODEL`` overrides)."""
     env = os.environ.get("TUMORSCOPE_MODEL")

@@ -8,13 +8,16 @@ from pathlib import Path
 
 from tumorscope.errors import TumorscopeError
 from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS
-from tumorscope.locations import default_checkpoint
+from tumorscope.locations import default_checkpoint, shipped_case_model
+from tumorscope.serve.settings import CASE_ELEMENTS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``serve`` sub-command."""
     p = sub.add_parser("serve", help="web page + JSON API (FastAPI) with a loaded model")
     p.add_argument("--checkpoint", type=Path, help="model dir (default: shipped)")
+    p.add_argument("--case-checkpoint", type=Path, help="a BraTS model for whole cases at "
+                   "/api/v1/predict-case (default: models/brats when shipped)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="server processes (each loads the "
@@ -25,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    f"default {DEFAULT_MAX_ELEMENTS:,} = 4096x4096 gray); larger uploads are "
                    "refused")
     p.add_argument("--decode-budget", type=int, metavar="ELEMENTS", help="elements decoded at "
-                   "once by all requests together (default: twice --max-pixels); more waits")
+                   "once by all requests together (default: twice --max-pixels, at least a "
+                   "BraTS case); more waits")
     p.add_argument("--max-side", type=int, default=1024, help="slices larger than this are "
                    "shrunk to it right after decoding (the mask comes back at that size)")
     p.add_argument("--concurrency", type=int, default=4, help="predictions at a time")
@@ -82,12 +86,17 @@ def run(args: argparse.Namespace) -> int:
     # fail here, with one line, rather than in a worker: the card, the weights against it
     # (hash, finite values, shapes) and one prediction
     Predictor.from_checkpoint(ckpt, backend=args.backend).self_check()
-    settings = {"checkpoint": str(ckpt), "max_upload_bytes": int(args.max_upload_mb * 2**20),
+    cases = args.case_checkpoint or shipped_case_model()
+    if cases is not None:
+        cases = cases.resolve()
+        Predictor.from_checkpoint(cases, backend=args.backend).self_check()
+    settings = {"checkpoint": str(ckpt), "case_checkpoint": str(cases) if cases else None,
+                "max_upload_bytes": int(args.max_upload_mb * 2**20),
                 "api_key": api_key(args.api_key_file),
                 "allowed_hosts": args.allowed_hosts or default_hosts(args.host),
                 "cors_origins": args.cors_origins,
                 "max_elements": args.max_pixels, "max_concurrency": args.concurrency,
-                "decode_budget": args.decode_budget or 2 * args.max_pixels,
+                "decode_budget": args.decode_budget or max(2 * args.max_pixels, CASE_ELEMENTS),
                 "max_side": args.max_side, "max_uploads": args.max_uploads,
                 "backend": args.backend,
                 "save_uploads": str(args.save_uploads.resolve()) if args.save_uploads else None}

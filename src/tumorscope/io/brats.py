@@ -303,12 +303,10 @@ def labels_from_regions(wt: np.ndarray, tc: np.ndarray, et: np.ndarray) -> np.nd
     return labels
 
 
-def write_segmentation(labels: np.ndarray, case: BratsCase, path: Path) -> Path:
-    """Internal labels -> a NIfTI in the case's space (its affine and header) and its label
-    convention (4 for enhancing in 2013-2021, 3 in 2023); written atomically."""
+def segmentation_image(labels: np.ndarray, case: BratsCase) -> Any:
+    """Internal labels -> a NIfTI image in the case's space (its affine and header) and its
+    label convention (4 for enhancing in 2013-2021, 3 in 2023)."""
     import nibabel as nib
-
-    from tumorscope.io.writers import write_atomic
 
     if labels.shape != case.shape:
         raise ValueError(f"segmentation shape {labels.shape} is not the case's {case.shape}")
@@ -316,4 +314,14 @@ def write_segmentation(labels: np.ndarray, case: BratsCase, path: Path) -> Path:
     header.set_data_dtype(np.uint8)
     img = nib.Nifti1Image(case.naming.to_file_labels(labels), case.affine, header)
     img.header.set_slope_inter(1, 0)
+    return img
+
+
+def write_segmentation(labels: np.ndarray, case: BratsCase, path: Path) -> Path:
+    """:func:`segmentation_image` written atomically to ``path``."""
+    import nibabel as nib
+
+    from tumorscope.io.writers import write_atomic
+
+    img = segmentation_image(labels, case)
     return write_atomic(path, lambda p: nib.save(img, str(p)))

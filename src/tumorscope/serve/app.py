@@ -34,6 +34,7 @@ from tumorscope.io import read_scan_bytes
 from tumorscope.io.scan import DecodeBudget, Scan, shrink
 from tumorscope.io.writers import write_atomic
 from tumorscope.reporting.overlay import display_rgb
+from tumorscope.serve.cases import add_case_routes
 from tumorscope.serve.encoding import png_base64, rle_encode
 from tumorscope.serve.schemas import ErrorResponse, ModelInfo, PredictResponse
 from tumorscope.serve.settings import ServeSettings
@@ -179,6 +180,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
             Predictor.from_checkpoint, settings.checkpoint, backend=settings.backend)
         await run_in_threadpool(predictor.self_check)  # /ready only for a model that predicts
         app.state.predictor = predictor
+        if settings.case_checkpoint is not None:
+            cases = await run_in_threadpool(Predictor.from_checkpoint, settings.case_checkpoint,
+                                            backend=settings.backend)
+            await run_in_threadpool(cases.self_check)
+            app.state.case_predictor = cases
         app.state.gate = asyncio.Semaphore(settings.max_concurrency)
         app.state.uploads = asyncio.Semaphore(settings.max_uploads)
         app.state.budget = DecodeBudget(max(settings.decode_budget, settings.max_elements))
@@ -191,7 +197,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPIOffline(title="tumorscope", version=__version__, lifespan=lifespan,
                          description="Brain-tumour MRI: tumour type and outline from one "
                          "slice. Research tool, not a medical device.")
-    app.state.predictor = None
+    app.state.predictor = app.state.case_predictor = None
     _protect(app, settings)
     errors: dict[int | str, dict[str, Any]] = {413: {"model": ErrorResponse},
                                                415: {"model": ErrorResponse},
@@ -208,8 +214,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/api/v1/models", response_model=list[ModelInfo])
     def models() -> list[dict[str, Any]]:
-        p: Predictor = app.state.predictor
-        return [{"model_id": p.model_id, "card": p.card.summary()}]
+        loaded = [app.state.predictor, app.state.case_predictor]
+        return [{"model_id": p.model_id, "card": p.card.summary()} for p in loaded if p]
 
     @app.post("/api/v1/predict", response_model=PredictResponse, responses=errors,
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -239,6 +245,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 return response
             finally:
                 upload.data = b""  # freed now, whatever still refers to the holder
+
+    add_case_routes(app, settings)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

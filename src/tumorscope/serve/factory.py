@@ -17,6 +17,8 @@ def app_from_env() -> FastAPI:
     configure_logging()  # each worker process: library noise stays out of the log
     raw = json.loads(os.environ["TUMORSCOPE_SERVE_SETTINGS"])
     raw["checkpoint"] = Path(raw["checkpoint"])
+    if raw.get("case_checkpoint"):
+        raw["case_checkpoint"] = Path(raw["case_checkpoint"])
     if raw.get("save_uploads"):
         raw["save_uploads"] = Path(raw["save_uploads"])
     for key in ("allowed_hosts", "cors_origins"):
