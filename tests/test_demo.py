@@ -13,6 +13,7 @@ import pytest
 
 from tumorscope.demo import bundled_examples
 from tumorscope.io import read_mask, read_scan
+from tumorscope.io.brats import read_case
 from tumorscope.metrics import dice_iou
 
 
@@ -22,9 +23,15 @@ def test_bundled_examples_are_real_held_out_slices() -> None:
         {"meningioma", "glioma", "pituitary"}
     total = 0
     for e in examples:
+        if e.dataset == "brats":  # a case folder: four modalities and the segmentation
+            case = read_case(e.image)
+            assert case.labels is not None and case.labels.any() and not case.filled
+            total += sum(p.stat().st_size for p in e.image.iterdir())
+            continue
         scan = read_scan(e.image)
         assert read_mask(e.mask, expected_shape=scan.spatial_shape).any(), e.mask
         total += e.image.stat().st_size + e.mask.stat().st_size
+    assert {e.dataset for e in examples} == {"figshare", "lgg", "brats"}
     assert total < 3 * 2**20
 
 

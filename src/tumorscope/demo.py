@@ -100,6 +100,9 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
         if not examples:
             continue
         predictor = Predictor.from_checkpoint(model)
+        if card.task == "brats":
+            records += _cases(predictor, examples, out)
+            continue
         for record, example in zip(predict_files(predictor, [e.image for e in examples], out),
                                    examples, strict=True):
             scored = _scored(record, example)
@@ -107,6 +110,27 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
             records.append(scored)
     if not records:
         raise TumorscopeError(out, "no example matches the model's dataset; pass --data DIR")
+    return records
+
+
+def _cases(predictor: Any, examples: list[Example], out: Path) -> list[dict[str, Any]]:
+    """BraTS examples: whole cases predicted, each region scored against the expert labels."""
+    from tumorscope.brats_metrics import region_scores
+    from tumorscope.inference.case_outputs import predict_cases
+    from tumorscope.io.brats import read_case
+    from tumorscope.io.writers import write_json
+
+    records = []
+    for record, example in zip(predict_cases(predictor, [e.image for e in examples], out),
+                                examples, strict=True):
+        case = read_case(example.image)
+        assert case.labels is not None  # bundled cases carry their segmentation
+        predicted = read_case({**case.files, "seg": out / record["outputs"]["segmentation"]})
+        scores = region_scores(predicted.labels, case.labels, case.spacing)  # type: ignore[arg-type]
+        scored = {**record, "true_class": example.true_class, "patient": example.patient,
+                  "dice": {r: s["dice"] for r, s in scores.items()}}
+        write_json(out / f"{case.case_id}.json", scored)
+        records.append(scored)
     return records
 
 

@@ -31,9 +31,14 @@ def run(args: argparse.Namespace) -> int:
     records = run_demo(args.out, args.checkpoint, data)
     models = ", ".join(sorted({r["model_id"] for r in records}))
     table = Table(title=f"held-out scans (patients never seen in training); {models}")
-    for col in ["file", "true class", "predicted", "probability", "tumour px", "Dice"]:
+    for col in ["file", "true class", "predicted", "probability", "tumour size", "Dice"]:
         table.add_column(col)
     for r in records:
+        if "case" in r:  # a BraTS case: region volumes and Dice per region
+            table.add_row(r["case"], "glioma (regions)", "WT/TC/ET", "",
+                          " / ".join(f"{r['volumes_cm3'][k]:.0f}" for k in r["dice"]) + " cm³",
+                          " / ".join(f"{v:.3f}" for v in r["dice"].values()))
+            continue
         table.add_row(Path(r["file"]).name, r["true_class"], r["class"],
                       f"{r['probabilities'][r['class']]:.3f}", str(r["tumour_area_pixels"]),
                       f"{r['dice']:.3f}")
