@@ -94,3 +94,38 @@ def test_compare_refuses_mismatched_or_wrong_files(tmp_path: Path,
     report.write_text(json.dumps({"accuracy": 1}))
     with pytest.raises(TumorscopeError, match=r"not a metrics\.json"):
         load_evaluations([a, report])
+
+
+def _case_metrics(path: Path, dice: dict[str, float], cases: tuple[str, ...] = ("c1", "c2")
+                  ) -> Path:
+    from tumorscope.brats_metrics import summarise
+
+    per_case = {c: {f"{r}_{m}": (dice[r] if m == "dice" else 5.0) - 0.1 * k
+                    for r in ("WT", "TC", "ET") for m in ("dice", "hd95")}
+                for k, c in enumerate(cases)}
+    m = {"checkpoint": str(path / "nowhere"), "model_id": path.name, "fold": 0,
+         "fold_role": "test", "dataset": "brats",
+         "split": {"test_fold": 0, "slices": 0, "patients": len(cases)},
+         "cases": {"per_case": per_case, "summary": summarise(per_case),
+                   "seconds_per_case": 3.0}}
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(m))
+    return path
+
+
+def test_brats_results_compare_per_region(tmp_path: Path) -> None:
+    a = _case_metrics(tmp_path / "two-d", {"WT": 0.8, "TC": 0.6, "ET": 0.5})
+    b = _case_metrics(tmp_path / "three-d", {"WT": 0.9, "TC": 0.6, "ET": 0.7})
+    evaluations = load_evaluations([a, b])
+    diff = paired_differences(*evaluations)
+    assert diff["WT_dice"][0] == pytest.approx(0.1) and diff["TC_dice"][0] == pytest.approx(0.0)
+    assert diff["ET_dice"][0] == pytest.approx(0.2)
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "2 cases, the same in every column" in text and "| Dice WT |" in text
+    assert "| HD95 mm ET |" in text and "CPU seconds per case" in text
+    assert Image.open(out.with_suffix(".png")).size[0] > 100
+    c = _case_metrics(tmp_path / "other", {"WT": 0.8, "TC": 0.6, "ET": 0.5}, ("c1", "c3"))
+    with pytest.raises(TumorscopeError, match="other slices or cases"):
+        load_evaluations([a, c])

@@ -47,6 +47,14 @@ class Evaluation:
         weights = model.get("encoder_weights")
         init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
         architecture = f"{model.get('arch', 'unknown architecture')}{encoder}{init}, {size} px"
+        if card.task == "brats":
+            spacing = card.preprocessing.get("spacing")
+            patch = "x".join(str(n) for n in model.get("patch_size", []))
+            body = f"{model.get('arch')} + {model.get('encoder')}{init}" \
+                if model.get("family") == "2d" else f"{model.get('arch')}, " \
+                f"{model.get('filters')} filters"
+            architecture = (f"{model.get('family')}: {body}, patches {patch}, "
+                            f"{spacing or 'native'} mm")
         try:
             cfg = card.experiment()
         except TumorscopeError:
@@ -70,8 +78,8 @@ def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = 
     for i, raw in enumerate(paths):
         path = metrics_path(raw)
         metrics = read_result(path)
-        if not metrics.per_image:
-            raise TumorscopeError(path, "has no per-slice rows (per_image) to pair")
+        if not metrics.per_image and metrics.cases is None:
+            raise TumorscopeError(path, "has no per-slice or per-case rows to pair")
         name = names[i] if names else (metrics.model_id or path.parent.name)
         evaluations.append(Evaluation(name, path, metrics))
     first = evaluations[0]
@@ -81,9 +89,15 @@ def load_evaluations(paths: Sequence[str | Path], names: Sequence[str] | None = 
             if mine != theirs:
                 raise TumorscopeError(other.path, f"{key} {mine!r} differs "
                                       f"from {first.path}'s {theirs!r}")
-        if other.images.keys() != first.images.keys():
-            raise TumorscopeError(other.path, f"evaluated other slices than {first.path}")
+        if other.images.keys() != first.images.keys() or _cases(other) != _cases(first):
+            raise TumorscopeError(other.path, f"evaluated other slices or cases than "
+                                  f"{first.path}")
     return evaluations
+
+
+def _cases(evaluation: Evaluation) -> set[str]:
+    cases = evaluation.metrics.cases
+    return set(cases.per_case) if cases is not None else set()
 
 
 def _paired_columns(a: Evaluation, b: Evaluation, value: Callable[[PerImage], float],
@@ -110,6 +124,12 @@ def paired_differences(a: Evaluation, b: Evaluation) -> dict[str, tuple[float, f
         if len(values):
             out[key] = (_mean_difference(values),
                         *bootstrap_ci(values, _mean_difference, RESAMPLES, groups=patients))
+    if a.metrics.cases is not None and b.metrics.cases is not None:
+        ca, cb = a.metrics.cases.per_case, b.metrics.cases.per_case
+        for region in ("WT", "TC", "ET"):
+            values = np.array([(ca[c][f"{region}_dice"], cb[c][f"{region}_dice"]) for c in ca])
+            out[f"{region}_dice"] = (_mean_difference(values),
+                                     *bootstrap_ci(values, _mean_difference, RESAMPLES))
     if a.metrics.volumes is not None and b.metrics.volumes is not None:
         va, vb = a.metrics.volumes.per_patient, b.metrics.volumes.per_patient
         values = np.array([(va[p], vb[p]) for p in va], dtype=float)
@@ -130,6 +150,15 @@ def _headline(m: EvaluationResult) -> dict[str, tuple[float, tuple[float, float]
         rows["Dice per patient volume"] = (m.volumes.dice_mean_per_patient, m.volumes.dice_ci)
         rows["detection sensitivity"] = (m.volumes.detection.sensitivity, None)
         rows["detection specificity"] = (m.volumes.detection.specificity, None)
+    if m.cases is not None:
+        for metric, label in (("dice", "Dice"), ("hd95", "HD95 mm"),
+                              ("lesion_dice", "lesion-wise Dice")):
+            for region in ("WT", "TC", "ET"):
+                s = m.cases.summary.get(f"{region}_{metric}")
+                if s is not None:
+                    rows[f"{label} {region}"] = (s.mean, (s.ci_low, s.ci_high))
+        if m.cases.seconds_per_case is not None:
+            rows["CPU seconds per case"] = (m.cases.seconds_per_case, None)
     return rows
 
 
@@ -138,16 +167,19 @@ def _cell(value: float, interval: tuple[float, float] | None) -> str:
 
 
 DIFFERENCE_LABELS = {"accuracy": "accuracy", "dice_mean_tumour": "Dice, tumour slices",
-                     "dice_per_patient": "Dice per patient volume"}
+                     "dice_per_patient": "Dice per patient volume", "WT_dice": "Dice WT",
+                     "TC_dice": "Dice TC", "ET_dice": "Dice ET"}
 
 
 def comparison_markdown(evaluations: Sequence[Evaluation], figure: str | None = None) -> str:
     """The comparison as Markdown (metrics table, paired differences, optional figure)."""
     first = evaluations[0].metrics
     split = first.split
+    what = f"{split.patients} cases" if first.cases is not None else \
+        f"{split.slices} slices from {split.patients} patients"
     lines = [f"Dataset `{first.dataset}`, fold {first.fold} ({first.fold_role} "
-             f"fold): {split.slices} slices from {split.patients} patients, the same in "
-             "every column. 95% intervals: patient-level bootstrap.", ""]
+             f"fold): {what}, the same in every column. 95% intervals: patient-level "
+             "bootstrap.", ""]
     lines += ["| model | " + " | ".join(e.name for e in evaluations) + " |",
               "| --- |" + " --- |" * len(evaluations)]
     described = [e.describe() for e in evaluations]
@@ -185,8 +217,12 @@ def write_comparison(paths: Sequence[str | Path], out: str | Path,
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = out.with_suffix(".png")
     first = evaluations[0].metrics
-    png = comparison_png([e.name for e in evaluations],
-                         [_headline(e.metrics) for e in evaluations],
+    def scores(metrics: EvaluationResult) -> dict[str, tuple[float, tuple[float, float] | None]]:
+        """The headline numbers on a 0-1 scale (distances and seconds stay in the table)."""
+        return {k: v for k, v in _headline(metrics).items()
+                if "HD95" not in k and "seconds" not in k}
+
+    png = comparison_png([e.name for e in evaluations], [scores(e.metrics) for e in evaluations],
                          f"{first.dataset}, fold {first.fold} (95% intervals)")
     write_atomic(figure, lambda p: p.write_bytes(png))
     text = f"# {title or 'Model comparison'}\n\nGenerated by `{command}`.\n\n" + \
