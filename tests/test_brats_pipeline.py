@@ -157,6 +157,9 @@ def test_predict_cli_cases_and_refusals(brats_root: Path, tmp_path: Path) -> Non
               str(tmp_path / "o2"), cwd=tmp_path)
     assert res.returncode == 2 and "takes single scans" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "o2").exists()
+    res = cli("predict", str(folder / "Case3-t2f.nii.gz"), "--checkpoint", str(slice_model),
+              "--out", str(tmp_path / "o5"), cwd=tmp_path)  # one modality, slice model
+    assert res.returncode == 2 and "flair volume of a BraTS case" in res.stderr
     res = cli("predict", str(tmp_path / "nowhere"), "--checkpoint", str(model), "--out",
               str(tmp_path / "o3"), cwd=tmp_path)
     assert res.returncode == 2 and "not a folder" in res.stderr

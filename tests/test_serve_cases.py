@@ -86,3 +86,9 @@ def test_bad_cases_are_4xx_with_one_line(server: Server, case: Path) -> None:
                       timeout=60)
     assert resp.status_code == 422 and "t1, t1ce, t2 and flair" in resp.json()["detail"]
     assert "\n" not in resp.json()["detail"]
+
+
+def test_one_modality_to_the_slice_model_is_refused(server: Server, case: Path) -> None:
+    resp = httpx.post(f"{server.url}/api/v1/predict", files={"file": (
+        "P7_flair.nii.gz", (case / "P7_flair.nii.gz").read_bytes())}, timeout=60)
+    assert resp.status_code == 422 and "volume of a BraTS case" in resp.json()["detail"]

@@ -40,6 +40,19 @@ def check_content(scan: Scan) -> None:
         raise ScanReadError(scan.path, f"the image has no content (every pixel is {low:g})")
 
 
+def check_fits(scan: Scan, card: ModelCard) -> None:
+    """Refuse one modality of a BraTS case for a model that takes single slices: run slice by
+    slice it would answer confidently about a sequence and orientation it never saw."""
+    from tumorscope.io.brats import modality_of
+
+    found = modality_of(scan.path.name) if scan.path is not None else None
+    if found is not None and card.task != "brats":
+        raise ScanReadError(scan.path, f"is the {found[1]} volume of a BraTS case; model "
+                            f"{card.id} takes single 2D slices, not four-modality cases: "
+                            "segment the case with a BraTS model (tumorscope predict CASE_DIR "
+                            "--checkpoint models/brats)")
+
+
 class Predictor:
     """Loads the model once; safe for concurrent ``predict_*`` calls (no shared state is
     mutated). Runs on eager PyTorch or ONNX Runtime (``backend``)."""
@@ -83,6 +96,7 @@ class Predictor:
         given a confident-looking answer.
         """
         check_content(scan)
+        check_fits(scan, self.card)
         return self.inferer.predict_scan(scan, slice_index)
 
     def self_check(self) -> None:
