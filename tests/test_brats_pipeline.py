@@ -181,3 +181,47 @@ def test_augment_preview_of_a_case(brats_root: Path, tmp_path: Path) -> None:
     case = read_case(brats_root / "case0")
     x, y, _ = preprocessing(cfg)(case.image, case.spacing)[1].grid
     assert Image.open(out).size == (3 * (x + 4), rows * (y + 4))  # original + 2 variants
+
+
+def test_resume_mid_epoch_is_exact(brats_root: Path, tmp_path: Path) -> None:
+    """Killed in the middle of an epoch and resumed: bit-identical to an uninterrupted run
+    (crops, TorchIO augmentation and dropout all replay)."""
+    import lightning as L
+    import torch
+
+    from tumorscope.training import ckpt_io
+    from tumorscope.training.run import train
+
+    class Stop(Exception):
+        pass
+
+    class StopAt(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+            if trainer.global_step == 3:
+                raise Stop
+
+    base = _config(tmp_path, brats_root, "3d")
+    extra = ["model.dropout=0.2", "augment.noise=0.5", "augment.gamma=0.5"]
+    straight = load_config(base, ["output.run_name=straight", *extra])
+    train(straight)
+    killed = load_config(base, ["output.run_name=killed", *extra])
+    with pytest.raises(Stop):
+        train(killed, callbacks=[StopAt()])
+    train(killed, resume=True)
+
+    def weights(cfg: object) -> dict[str, torch.Tensor]:
+        path = cfg.run_dir / "checkpoints" / "last.ckpt"  # type: ignore[attr-defined]
+        return ckpt_io.load_training_checkpoint(path)["state_dict"]
+
+    a, b = weights(straight), weights(killed)
+    assert not [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_ddp_two_processes_on_cpu(brats_root: Path, tmp_path: Path) -> None:
+    from fixtures import cli
+
+    res = cli("train", "--config", str(_config(tmp_path, brats_root, "3d")), "--devices", "2",
+              "--strategy", "ddp", "trainer.epochs=1", "output.run_name=ddp", cwd=tmp_path,
+              timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "runs" / "ddp" / "model" / "model.safetensors").is_file()
