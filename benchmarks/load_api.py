@@ -42,6 +42,23 @@ def _scan() -> bytes:
     return buf.getvalue()
 
 
+def start_server(checkpoint: Path, backend: str, *extra: str) -> tuple[subprocess.Popen, str]:
+    """A ``tumorscope serve`` process on a free loopback port, once it says it is ready."""
+    port = _port()
+    exe = Path(sys.executable).with_name("tumorscope")
+    server = subprocess.Popen([str(exe), "serve", "--checkpoint", str(checkpoint), "--port",
+                               str(port), "--backend", backend, *extra],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return server, url
+
+
 def run_level(url: str, payload: bytes, clients: int, requests: int) -> dict[str, float]:
     """``requests`` POSTs spread over ``clients`` threads; latency of each, errors counted."""
     latencies: list[float] = []
@@ -75,19 +92,8 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    port = _port()
-    exe = Path(sys.executable).with_name("tumorscope")
-    server = subprocess.Popen([str(exe), "serve", "--checkpoint", str(args.checkpoint),
-                               "--port", str(port), "--backend", args.backend],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(args.checkpoint, args.backend)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
         model_id = httpx.get(f"{url}/api/v1/models").json()[0]["model_id"]
         payload = _scan()
         run_level(url, payload, 2, 4)  # warm-up

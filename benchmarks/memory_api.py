@@ -15,7 +15,6 @@ import gzip
 import io
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from doc import update_section
-from load_api import _port, _scan
+from load_api import _scan, start_server
 
 GOAL_MB = 2048
 
@@ -91,21 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     from tumorscope.io.scan import DEFAULT_MAX_ELEMENTS
 
-    port = _port()
-    exe = Path(sys.executable).with_name("tumorscope")
-    server = subprocess.Popen([str(exe), "serve", "--checkpoint", str(args.checkpoint),
-                               "--port", str(port), "--backend", args.backend,
-                               *args.serve_args],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(args.checkpoint, args.backend, *args.serve_args)
     rows = []
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
         storm(url, "slice.jpg", _scan(), 2)  # warm-up
         time.sleep(1)
         idle = _status(server.pid, "VmRSS")
