@@ -73,3 +73,17 @@ def test_probabilities_invert_with_background_outside_the_crop() -> None:
     assert back.sum() == pytest.approx(0.7 * 3 * np.prod(geometry.cropped), rel=1e-5)
     with pytest.raises(ValueError, match="grid"):
         pre.invert(np.zeros((3, 5, 5, 5), np.float32), geometry)
+
+
+def test_specks_far_from_the_tumour_are_dropped() -> None:
+    from tumorscope.inference.brats import drop_specks
+
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[5:15, 5:15, 5:15] = 2  # the tumour: 1000 voxels
+    labels[8:12, 8:12, 8:12] = 3
+    labels[25:27, 25:27, 25:27] = 2  # 8 voxels elsewhere: below 10% of the largest
+    labels[20:25, 2:7, 20:25] = 1  # 125 voxels: kept
+    out = drop_specks(labels)
+    assert out[25:27, 25:27, 25:27].sum() == 0
+    assert np.array_equal(out[:20], labels[:20]) and out[20:25, 2:7, 20:25].all()
+    assert np.array_equal(drop_specks(np.zeros_like(labels)), np.zeros_like(labels))

@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or model_dir / f"eval-fold{fold}"
     m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,
                  allow_train_fold=args.allow_train_fold, backend=args.backend)
-    table = Table(title=f"fold {fold} ({m.fold_role}): {m.split.slices} slices, "
-                  f"{m.split.patients} patients")
+    what = f"{m.split.patients} cases" if m.cases is not None else \
+        f"{m.split.slices} slices, {m.split.patients} patients"
+    table = Table(title=f"fold {fold} ({m.fold_role}): {what}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows: list[tuple[str, float]] = []
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if (s := m.segmentation) is not None:
         rows += [("Dice (tumour slices)", s.dice_mean_tumour), ("Dice (pooled)", s.dice_pooled),
                  ("IoU (tumour slices)", s.iou_mean_tumour)]
+    if (cases := m.cases) is not None:
+        rows += [(f"{k.replace('_', ' ')} (mean over cases)", cases.summary[k].mean)
+                 for k in ("WT_dice", "TC_dice", "ET_dice", "WT_hd95", "TC_hd95", "ET_hd95")
+                 if k in cases.summary]
     for name, value in rows:
         table.add_row(name, f"{value:.3f}")
     Console().print(table)

@@ -9,13 +9,17 @@ import time
 from pathlib import Path
 from typing import cast
 
+import numpy as np
+
 from tumorscope.brats_metrics import case_scores, summarise
+from tumorscope.evaluation.brats_report import render_brats_report
 from tumorscope.evaluation.evaluate import EvaluationJob
 from tumorscope.evaluation.result import EvaluatedSplit, EvaluationResult
 from tumorscope.inference.brats import BratsInferer
-from tumorscope.io.brats import read_case, write_segmentation
+from tumorscope.io.brats import MODALITIES, read_case, write_segmentation
 from tumorscope.io.writers import write_atomic
 from tumorscope.progress import track
+from tumorscope.reporting.regions import orthogonal_views
 
 
 def flatten(scores: dict[str, object]) -> dict[str, float]:
@@ -47,6 +51,7 @@ def evaluate_brats(job: EvaluationJob) -> EvaluationResult:
     section = job.predictor.card.preprocessing
     per_case: dict[str, dict[str, float]] = {}
     files: dict[str, dict[str, str]] = {}
+    views: dict[str, np.ndarray] = {}
     seconds = 0.0
     for record in track(job.records, f"evaluating fold {job.fold}", len(job.records)):
         case = read_case(record.image, missing=str(section.get("missing_modality", "error")),
@@ -59,6 +64,9 @@ def evaluate_brats(job: EvaluationJob) -> EvaluationResult:
         out = write_segmentation(pred.labels, case, job.out / "predictions" /
                                  f"{case.case_id}_pred.nii.gz")
         files[case.case_id] = {"nifti": str(out.relative_to(job.out))}
+        flair = case.image[MODALITIES.index("flair")]
+        views[case.case_id] = np.concatenate([orthogonal_views(flair, pred.labels),
+                                              orthogonal_views(flair, case.labels)], axis=0)
     _write_csv(job.out / "cases.csv", per_case)
     result = EvaluationResult.model_validate({
         "checkpoint": str(job.checkpoint), "model_id": job.predictor.model_id,
@@ -69,4 +77,6 @@ def evaluate_brats(job: EvaluationJob) -> EvaluationResult:
         "cases": {"per_case": per_case, "summary": summarise(per_case),
                   "seconds_per_case": seconds / max(len(per_case), 1), "files": files}})
     result.save(job.out / "metrics.json")
+    text = render_brats_report(result, views)
+    write_atomic(job.out / "report.html", lambda p: p.write_text(text, encoding="utf-8"))
     return result
