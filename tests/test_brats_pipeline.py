@@ -88,6 +88,8 @@ def test_train_resume_evaluate(brats_root: Path, tmp_path: Path, family: str) ->
     assert {"WT_dice", "TC_hd95", "ET_lesion_dice", "NCR_precision", "ED_iou"} <= set(scores)
     assert all(np.isfinite(v) for v in scores.values())
     assert (tmp_path / "eval" / "cases.csv").read_text().startswith("case,")
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "Views through the tumour" in report and f"<td>{case_id}</td>" in report
     written = nib.load(str(tmp_path / "eval" / "predictions" / f"{case_id}_pred.nii.gz"))
     case = read_case(brats_root / f"case{case_id[-1]}")
     assert written.shape == case.shape and np.allclose(written.affine, case.affine)
