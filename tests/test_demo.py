@@ -45,6 +45,17 @@ def test_demo_runs_without_the_datasets(tmp_path: Path) -> None:
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*.json"))]
     figshare = [r for r in records if r["model_id"].startswith("figshare-joint")]
     assert {r["true_class"] for r in figshare} == {"meningioma", "glioma", "pituitary"}
+    from tumorscope.locations import shipped_checkpoints
+
+    shipped = {model.name for model in shipped_checkpoints()}
+    if "lgg" in shipped:  # the LGG model predicts the bundled LGG slice
+        assert [r["true_class"] for r in records if r["model_id"].startswith("lgg-")] == \
+            ["tumour"]
+    if "brats" in shipped:  # the BraTS model segments the bundled case, scored per region
+        (case,) = [r for r in records if "case" in r]
+        assert set(case["dice"]) == {"WT", "TC", "ET"}
+        assert (tmp_path / "out" / case["outputs"]["segmentation"]).is_file()
+        records = [r for r in records if "case" not in r]
     truth = {e.image.name: e.mask for e in bundled_examples()}
     for r in records:
         predicted = read_mask(tmp_path / r["outputs"]["mask"])  # paths relative to cwd
