@@ -98,6 +98,13 @@ def test_train_resume_evaluate(brats_root: Path, tmp_path: Path, family: str) ->
     pred = predictor.inferer.predict_case(case)
     assert pred.labels.shape == case.shape and set(pred.volumes_cm3) == {"WT", "TC", "ET"}
     write_segmentation(pred.labels, case, tmp_path / "p.nii.gz")
+    from tumorscope.inference.onnx_export import export_checkpoint_onnx
+
+    export_checkpoint_onnx(model)  # dynamic spatial axes: whole slices and windows fit
+    onnx = Predictor.from_checkpoint(model, backend="onnx")
+    assert onnx.backend == "onnx"
+    agree = (onnx.inferer.predict_case(case).labels == pred.labels).mean()  # type: ignore[attr-defined]
+    assert agree > 0.999
     from fixtures import cli
 
     res = cli("card", "--checkpoint", str(model), "--metrics", str(tmp_path / "eval"),

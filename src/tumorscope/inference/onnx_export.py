@@ -1,5 +1,6 @@
 """``tumorscope export --format onnx``: a model as ``model.onnx`` beside its weights, with
-the task's output names and a dynamic batch axis, checked against PyTorch before it is kept."""
+the task's output names and dynamic batch and spatial axes, checked against PyTorch (at the
+model's input size and a larger one) before it is kept."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tumorscope.tasks.registry import get_task
 
 def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], out: Path,
                 output_names: tuple[str, ...], atol: float = 1e-4, rtol: float = 1e-4) -> float:
-    """Export with a dynamic batch axis, then check ONNX Runtime against PyTorch.
+    """Export with dynamic batch and spatial axes, then check ONNX Runtime against PyTorch.
 
     ``input_shape`` is one sample's shape (channels first). Every output must satisfy
     ``max|onnx - torch| <= atol + rtol * max|torch|``: float32 kernels sum in different
@@ -26,24 +27,38 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], out: Path,
     """
     model = model.eval().float()
     example = torch.randn(2, *input_shape)
-    axes = {name: {0: "batch"} for name in ("image", *output_names)}
+    spatial = {d: f"dim{d}" for d in range(2, 1 + len(input_shape))}
+    with torch.inference_mode():
+        ranks = [t.ndim for t in _outputs(model(example))]
+    # sizes may vary (a 2D BraTS model runs over whole slices): spatial axes are dynamic for
+    # the input and for every output of the input's rank (masks, region maps)
+    axes = {"image": {0: "batch", **spatial}}
+    axes.update({name: {0: "batch", **(spatial if rank == example.ndim else {})}
+                 for name, rank in zip(output_names, ranks, strict=True)})
+    larger = (input_shape[0], *(n + 32 for n in input_shape[1:]))
     with atomic_path(out) as tmp:
         torch.onnx.export(model, (example,), str(tmp), input_names=["image"],
                           output_names=list(output_names), dynamic_axes=axes,
                           opset_version=17, dynamo=False)
-        check = torch.randn(3, *input_shape)
-        with torch.inference_mode():
-            result = model(check)
-        ref = [t.numpy() for t in (result if isinstance(result, tuple | list) else (result,))]
-        got = OnnxRunner(tmp)(check.numpy())
-        diffs = [float(np.abs(a - got[name]).max())
-                 for a, name in zip(ref, output_names, strict=True)]
-        for a, diff in zip(ref, diffs, strict=True):
-            bound = atol + rtol * float(np.abs(a).max())
-            if diff > bound:
-                raise CheckpointError(out, f"ONNX output differs from PyTorch by {diff:.2e} "
-                                      f"(> {bound:.1e}); not written")
+        diffs = []
+        for shape in (input_shape, larger):
+            check = torch.randn(3, *shape)
+            with torch.inference_mode():
+                ref = [t.numpy() for t in _outputs(model(check))]
+            got = OnnxRunner(tmp)(check.numpy())
+            for a, name in zip(ref, output_names, strict=True):
+                diff = float(np.abs(a - got[name]).max())
+                bound = atol + rtol * float(np.abs(a).max())
+                if diff > bound:
+                    raise CheckpointError(out, f"ONNX output differs from PyTorch by "
+                                          f"{diff:.2e} (> {bound:.1e}); not written")
+                diffs.append(diff)
     return max(diffs)
+
+
+def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
+             ) -> tuple[torch.Tensor, ...]:
+    return tuple(result) if isinstance(result, tuple | list) else (result,)
 
 
 def export_checkpoint_onnx(checkpoint: str | Path, out_dir: Path | None = None
