@@ -107,6 +107,13 @@ def _start(cfg_path: Path, run_dir: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([str(exe), *args], env=ENV, stdout=out, stderr=out)
 
 
+def _wait_for_checkpoint(proc: subprocess.Popen[bytes], run_dir: Path) -> None:
+    """Until the run has written its first checkpoint (it is then mid-training)."""
+    folder = run_dir / "checkpoints"
+    while proc.poll() is None and not any(folder.glob("*.ckpt")):
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted_process(straight: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The same run in one undisturbed process: its weights and how long it took."""
@@ -132,8 +139,11 @@ def test_random_external_kill_9_schedules_finish_identically(uninterrupted_proce
     for _ in range(12):  # bounded: at most 4 kills, then it must finish
         proc = _start(cfg_path, run_dir, log)
         if kills < 4:
-            try:  # the first kill surely lands; later ones may come after the end
-                proc.wait(timeout=duration * rng.uniform(0.3, 0.9 if kills == 0 else 1.1))
+            if kills == 0:  # the first kill lands mid-training, whatever the machine's speed
+                _wait_for_checkpoint(proc, run_dir)
+            try:  # later kills at random moments, possibly after the end
+                proc.wait(timeout=rng.uniform(0.0, 0.5) if kills == 0 else
+                          duration * rng.uniform(0.3, 1.1))
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
