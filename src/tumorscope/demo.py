@@ -115,9 +115,12 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
 
 def _cases(predictor: Any, examples: list[Example], out: Path) -> list[dict[str, Any]]:
     """BraTS examples: whole cases predicted, each region scored against the expert labels."""
+    import nibabel as nib
+    import numpy as np
+
     from tumorscope.brats_metrics import region_scores
     from tumorscope.inference.case_outputs import predict_cases
-    from tumorscope.io.brats import read_case
+    from tumorscope.io.brats import map_labels, read_case
     from tumorscope.io.writers import write_json
 
     records = []
@@ -125,8 +128,11 @@ def _cases(predictor: Any, examples: list[Example], out: Path) -> list[dict[str,
                                 examples, strict=True):
         case = read_case(example.image)
         assert case.labels is not None  # bundled cases carry their segmentation
-        predicted = read_case({**case.files, "seg": out / record["outputs"]["segmentation"]})
-        scores = region_scores(predicted.labels, case.labels, case.spacing)  # type: ignore[arg-type]
+        seg = out / record["outputs"]["segmentation"]  # only the written labels: no re-read
+        image: Any = nib.load(str(seg))
+        predicted = map_labels(np.asarray(image.dataobj), case.naming.labels, seg,
+                               case.naming)
+        scores = region_scores(predicted, case.labels, case.spacing)
         scored = {**record, "true_class": example.true_class, "patient": example.patient,
                   "dice": {r: s["dice"] for r, s in scores.items()}}
         write_json(out / f"{case.case_id}.json", scored)
