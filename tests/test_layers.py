@@ -10,8 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tumorscope"
 
 # lowest first; the longest matching prefix decides a module's layer
 LAYERS: list[list[str]] = [
-    ["errors", "config", "metrics", "brats_metrics", "progress", "locations", "logs",
-     "tasks.registry", "tasks"],
+    ["errors", "config", "metrics", "brats_metrics", "uncertainty", "progress", "locations",
+     "logs", "tasks.registry", "tasks"],
     ["io"],
     ["transforms", "reporting"],
     ["data"],

@@ -44,6 +44,8 @@ class DataConfig(_Strict):
     cache: bool = True
     num_workers: int = Field(0, ge=0)
     limit_per_split: int | None = Field(None, ge=1)
+    sources: list[str] | None = Field(None, description="keep only these datasets of a mixed "
+                                      "collection (leave-one-dataset-out runs)")
 
     @model_validator(mode="after")
     def _folds_differ(self) -> DataConfig:
@@ -114,6 +116,15 @@ class Augment2DConfig(_Strict):
     brightness_contrast: float = Field(0.2, ge=0, le=1)
     gamma: float = Field(0.0, ge=0, le=1)
     elastic: float = Field(0.0, ge=0, le=1)
+    # scanner and acquisition artefacts (probabilities; TorchIO for the MRI-physics ones)
+    bias_field: float = Field(0.0, ge=0, le=1)
+    ghosting: float = Field(0.0, ge=0, le=1)
+    motion: float = Field(0.0, ge=0, le=1)
+    spike: float = Field(0.0, ge=0, le=1)
+    blur: float = Field(0.0, ge=0, le=1)
+    noise: float = Field(0.0, ge=0, le=1)
+    downscale: float = Field(0.0, ge=0, le=1)
+    jpeg: float = Field(0.0, ge=0, le=1)
 
 
 class TrainerConfig(_Strict):

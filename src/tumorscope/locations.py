@@ -36,6 +36,12 @@ def default_checkpoint() -> Path:
                           f"{candidates[0]}; train one (tumorscope train) or pass --checkpoint")
 
 
+def cache_dir() -> Path:
+    """Where derived data is cached (``$TUMORSCOPE_CACHE``, else ``~/.cache/tumorscope``)."""
+    env = os.environ.get("TUMORSCOPE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tumorscope"
+
+
 CONFIG_DIR = REPO / "configs"
 
 

@@ -60,6 +60,26 @@ class CardData(_Open):
     split: CardSplit = CardSplit()
 
 
+class Calibration(_Open):
+    """What ``tumorscope calibrate`` fitted on the validation fold: the softmax temperature,
+    the tumour / no-tumour operating point and the out-of-distribution reference."""
+
+    fitted_on: str
+    temperature: float = 1.0
+    ece_before: float | None = None
+    ece_after: float | None = None
+    nll_before: float | None = None
+    nll_after: float | None = None
+    no_tumour_class: str | None = None
+    tumour_threshold: float | None = None  # tumour when 1 - p(no tumour) >= this
+    detection_validation: dict[str, float] = Field(default_factory=dict)
+    ood_threshold: float | None = None  # feature distance above which input is unlike training
+    ood_reference: list[float] = Field(default_factory=list)  # quantiles of validation distances
+    ood_validation_flag_rate: float | None = None
+    reliability_before: list[dict[str, float | None]] = Field(default_factory=list)
+    reliability_after: list[dict[str, float | None]] = Field(default_factory=list)
+
+
 class ModelCard(_Open):
     """``model.json``. ``model`` is the task's network section (what its builder takes) and
     ``preprocessing`` the task's input section (e.g. transforms.slice2d.SlicePreprocessing)."""
@@ -82,6 +102,7 @@ class ModelCard(_Open):
     weights_sha256: str | None = None
     model_id: str | None = None
     weights_dtype: str = "float32"
+    calibration: Calibration | None = None
 
     @property
     def id(self) -> str:

@@ -32,18 +32,24 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_checkpoint(directory: str | Path, state: Mapping[str, torch.Tensor],
-                    card: ModelCard | Mapping[str, Any], half: bool = False) -> Path:
+                    card: ModelCard | Mapping[str, Any], half: bool = False,
+                    full_precision: tuple[str, ...] = ()) -> Path:
     """Write weights and card into ``directory``; returns the weights path.
 
-    The card gets ``model_id`` (name + weight hash) and ``weights_sha256``.
+    The card gets ``model_id`` (name + weight hash) and ``weights_sha256``. With ``half``,
+    floating tensors are stored as float16 except those whose names start with one of
+    ``full_precision`` (e.g. a precision matrix whose entries exceed float16's range).
     """
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights, card_path = checkpoint_paths(directory)
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-               for k, v in state.items()}
+    def stored(name: str, v: torch.Tensor) -> torch.Tensor:
+        shrink = half and v.is_floating_point() and not name.startswith(full_precision)
+        return (v.half() if shrink else v).detach().cpu().contiguous()
+
+    tensors = {k: stored(k, v) for k, v in state.items()}
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT})
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()

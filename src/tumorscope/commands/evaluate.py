@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="torch (reference, default) or onnx")
+    p.add_argument("--sources", nargs="+", metavar="DATASET",
+                   help="datasets of a mixed collection to evaluate on (default: those the "
+                   "model trained on), e.g. the one a leave-one-dataset-out model never saw")
     p.add_argument("--allow-train-fold", action="store_true",
                    help="allow evaluating on a fold the model was trained on")
     p.set_defaults(handler=run)
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     model_dir = ckpt if ckpt.is_dir() else ckpt.parent
     out: Path = args.out or model_dir / f"eval-fold{fold}"
     m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,
-                 allow_train_fold=args.allow_train_fold, backend=args.backend)
+                 allow_train_fold=args.allow_train_fold, backend=args.backend,
+                 sources=args.sources)
     what = f"{m.split.patients} cases" if m.cases is not None else \
         f"{m.split.slices} slices, {m.split.patients} patients"
     table = Table(title=f"fold {fold} ({m.fold_role}): {what}")

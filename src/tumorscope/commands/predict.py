@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
                       *(f"{r['probabilities'][c]:.3f}" for c in predictor.classes),
                       *tumour_size(r))
     Console().print(table)
+    for r in records:
+        if not r.get("in_distribution", True) or not r.get("tumour_found", True):
+            print(f"{Path(r['file']).name}: {r['message']}")
     print(f"masks, overlays and JSON written to {args.out}/")
     return 0
 

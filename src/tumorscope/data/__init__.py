@@ -1,6 +1,13 @@
 """Datasets (registered by name), patient-level splits and the torch datasets."""
 
-from tumorscope.data import brats, figshare, imagefolder, lgg  # noqa: F401  (register the built-ins)
+from tumorscope.data import (  # noqa: F401  (register the built-ins)
+    brats,
+    brats_slices,
+    figshare,
+    imagefolder,
+    lgg,
+    mixed,
+)
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import dataset_names, load_index, register_dataset
 

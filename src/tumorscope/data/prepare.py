@@ -21,7 +21,7 @@ def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
     if not root.exists():
         raise ConfigError("data.root", f"dataset folder {root} not found (set data.root or "
                           "TUMORSCOPE_DATA)")
-    index = indexer(root)
+    index = keep_sources(indexer(root), cfg.data.sources)
     split = make_split(index, cfg.data.folds, cfg.data.test_fold, cfg.data.val_fold, cfg.seed,
                        cfg.data.fold_source)
     if cfg.data.limit_per_split:
@@ -31,6 +31,19 @@ def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
     if not split.train:
         raise ConfigError("data", "the split leaves no training slices")
     return index, split
+
+
+def keep_sources(index: DatasetIndex, sources: list[str] | None) -> DatasetIndex:
+    """The index with only the records of ``sources`` (all when None)."""
+    if sources is None:
+        return index
+    known = sorted({r.source or index.name for r in index.records})
+    unknown = sorted(set(sources) - set(known))
+    if unknown:
+        raise ConfigError("data.sources", f"{unknown} not in this dataset; it has {known}")
+    records = [r for r in index.records if (r.source or index.name) in sources]
+    return DatasetIndex(index.name, index.root, index.classes, records,
+                        {**index.info, "sources": list(sources)})
 
 
 def spread(records: list[T], n: int) -> list[T]:

@@ -23,6 +23,8 @@ class Record:
     patient: str
     fold: int | None = None
     position: int | None = None  # slice number within the patient's volume, when known
+    channel: int | None = None
+    source: str | None = None
 
 
 @dataclass

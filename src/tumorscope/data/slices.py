@@ -21,17 +21,20 @@ from tumorscope.transforms.slice2d import load_model_input, normalise, resize_ma
 def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
     """Raw ``(C, H, W)`` pixels and the ``(H, W)`` bool mask of one record.
 
-    The mask comes from ``record.mask``, else from the image file itself (``.mat``), else
-    is empty. Shape mismatches raise an error naming the mask file.
+    Only ``record.channel`` is kept when it is set. The mask comes from ``record.mask``,
+    else from the image file itself (``.mat``), else is empty. Shape mismatches raise an
+    error naming the mask file.
     """
     scan = read_scan(record.image)
+    pixels = scan.array if record.channel is None else scan.array[record.channel:
+                                                                  record.channel + 1]
     if record.mask is not None:
         mask = read_mask(record.mask, expected_shape=scan.spatial_shape)
     elif scan.mask is not None:
         mask = scan.mask.astype(bool)
     else:
         mask = np.zeros(scan.spatial_shape, dtype=bool)
-    return scan.array, mask
+    return pixels, mask
 
 
 class SliceDataset(Dataset):

@@ -17,6 +17,17 @@ DATASETS = {
             "LGG segmentation dataset (Buda et al. 2019; TCGA-LGG via TCIA): 3929 slices, 110 "
             "patients. Patient-wise 5-fold split computed with the seed below, stratified by "
             "whether the patient has tumour slices (seed {seed})"),
+    "mri-mix": ("Tumour type (meningioma, glioma, pituitary) or \"no tumour\", and the tumour "
+                "outline, for one 2D brain MRI slice of a common sequence (T1, T1-CE, T2, "
+                "FLAIR) in any plane, with calibrated probabilities and a flag for images "
+                "unlike its training data.",
+                "figshare (Cheng et al.; T1-CE, 3064 slices, 233 patients, shipped folds), LGG "
+                "(Buda et al.; one of pre-contrast T1, FLAIR, post-contrast T1 per slice, 3929 "
+                "slices, 110 patients; tumour-free slices as \"no tumour\", abnormal ones as "
+                "glioma) and BraTS 2018 (t1, t1ce, t2, flair in three planes from 10 cases; "
+                "slices away from the tumour as \"no tumour\"). Folds by patient: figshare's "
+                "shipped ones, LGG and BraTS computed with seed {seed} (the same folds as the "
+                "LGG and BraTS models)"),
 }
 
 
@@ -26,6 +37,9 @@ UNSEEN = {
     "lgg": "Only pre-contrast T1, FLAIR and post-contrast T1 of lower-grade gliomas from TCGA "
            "were seen: other sequences (T2), high-grade tumours, other scanners or paediatric "
            "data were not.",
+    "mri-mix": "Healthy volunteers' scans were never seen (tumour-free slices come from tumour "
+               "patients), nor diffusion, perfusion, CT, paediatric data or tumour types other "
+               "than the three.",
 }
 
 
@@ -70,6 +84,52 @@ def _dice_breakdown(metrics: EvaluationResult, classes: list[str]) -> str:
     worst = min(means, key=means.get)  # type: ignore[arg-type]
     lines.append(f"\nWeakest group on this fold: **{worst}** (mean Dice {means[worst]:.3f}).")
     return "\n".join(lines)
+
+
+def _trust(card: ModelCard, metrics: EvaluationResult) -> str:
+    """The calibration, no-tumour and out-of-distribution section (calibrated models)."""
+    cal, trust = card.calibration, metrics.trust
+    if cal is None or trust is None:
+        return ""
+    lines = [f"\n## Calibration, \"no tumour\" and unfamiliar images\nFitted by `tumorscope "
+             f"calibrate` on {cal.fitted_on}; never on the test fold.\n",
+             f"- Temperature {cal.temperature:.3f}: expected calibration error (15 bins) on the "
+             f"held-out fold {trust.ece_uncalibrated:.3f} without, {trust.ece_calibrated:.3f} "
+             f"with it (validation: {cal.ece_before:.3f} -> {cal.ece_after:.3f}); reliability "
+             "diagram: `calibration.png`."]
+    if cal.tumour_threshold is not None and (d := trust.detection) is not None:
+        ci = f" [{d.auroc_ci[0]:.3f}, {d.auroc_ci[1]:.3f}]" if d.auroc_ci else ""
+        lines.append(f"- \"No tumour\" when 1 - p({cal.no_tumour_class}) < "
+                     f"{cal.tumour_threshold:.3f} (threshold maximising sensitivity + "
+                     f"specificity on validation). Held-out fold: AUROC {d.auroc:.3f}{ci}, "
+                     f"{d.sensitivity:.1%} of {d.tumour_slices} tumour slices caught, "
+                     f"{d.false_alarm_rate:.1%} false alarms on {d.tumour_free_slices} "
+                     "tumour-free slices.")
+    if cal.ood_threshold is not None:
+        lines.append(f"- Unfamiliar images: flagged when the pooled encoder features are "
+                     f"further from every training class than {cal.ood_threshold:.0f} "
+                     "(squared Mahalanobis; the validation fold's 99th percentile) or the "
+                     "pixels fail the input checks (colour, bright background, no dark "
+                     "background, nearly blank). Held-out slices flagged: "
+                     f"{(trust.ood_flag_rate or 0):.1%}.")
+    if trust.per_source:
+        lines += ["\n| dataset | slices | patients | accuracy | type accuracy | Dice (tumour) "
+                  "| detection AUROC | caught | false alarms | flagged unfamiliar |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in trust.per_source.items():
+            det = r.detection
+            lines.append(" | ".join([
+                f"| {name}", str(r.slices), str(r.patients), f"{r.accuracy:.3f}",
+                _num(r.type_accuracy), _num(r.dice_mean_tumour),
+                _num(det.auroc if det else None),
+                f"{det.sensitivity:.1%}" if det else "-",
+                f"{det.false_alarm_rate:.1%}" if det else "-",
+                f"{(r.ood_flag_rate or 0):.1%} |"]))
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) -> str:
@@ -137,7 +197,7 @@ Confusion matrix (rows true, columns predicted):
 
 Validation fold at the selected epoch: accuracy {val['acc']:.3f},
 macro-F1 {val['macro_f1']:.3f}, Dice {val['dice']:.3f}.
-
+{_trust(card, metrics)}
 ## Known failure modes
 Measured on the held-out fold: mean Dice by true tumour size (terciles of tumour pixels at
 the original resolution) and by class.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.config import ExperimentConfig, resolve_data_root
+from tumorscope.data.prepare import keep_sources
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import load_index
 from tumorscope.data.splits import make_split
@@ -45,8 +46,11 @@ class EvaluationJob:
 def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
              data_root: str | None = None, batch_size: int = 16, tta: bool = False,
              gallery: int = 8, allow_train_fold: bool = False,
-             backend: str = "torch") -> EvaluationResult:
+             backend: str = "torch", sources: list[str] | None = None) -> EvaluationResult:
     """Evaluate on every slice of ``fold``; writes ``metrics.json`` and ``report.html``.
+
+    ``sources`` picks datasets of a mixed collection (default: those the model trained on),
+    e.g. the one a leave-one-dataset-out model never saw.
 
     The reference back end (PyTorch) is the default so numbers reproduce on any machine.
     """
@@ -59,7 +63,8 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
     if role == "train" and not allow_train_fold:
         raise ConfigError("--fold", f"fold {fold} was used to train this model; its metrics "
                           "would be inflated (pass --allow-train-fold to compute them anyway)")
-    index = load_index(cfg.data.dataset, resolve_data_root(cfg, data_root))
+    index = keep_sources(load_index(cfg.data.dataset, resolve_data_root(cfg, data_root)),
+                         sources if sources is not None else cfg.data.sources)
     split = make_split(index, cfg.data.folds, fold, None, cfg.seed, cfg.data.fold_source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

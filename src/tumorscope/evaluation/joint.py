@@ -27,20 +27,22 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
     """Evaluate a joint model on ``job.records``; writes ``metrics.json`` and ``report.html``."""
     inferer = cast(JointInferer, job.predictor.inferer)
     records, fold, batch_size = job.records, job.fold, job.batch_size
-    labels, preds, probs, pred_masks, true_masks = [], [], [], [], []
+    labels, preds, probs, pred_masks, true_masks, flagged = [], [], [], [], [], []
+    classes = job.index.classes
     for start in track(range(0, len(records), batch_size), f"evaluating fold {fold}",
                        total=-(-len(records) // batch_size)):
         chunk = records[start:start + batch_size]
         loaded = [load_record(r) for r in chunk]
-        outputs = inferer.predict_arrays([a for a, _ in loaded], batch_size,
-                                         sources=[r.image for r in chunk])
-        for r, (_, mask), (p, m) in zip(chunk, loaded, outputs, strict=True):
+        outputs = inferer.predict_batch([a for a, _ in loaded], batch_size,
+                                        sources=[r.image for r in chunk])
+        for r, (array, mask), (p, m, distance) in zip(chunk, loaded, outputs, strict=True):
+            label, found = inferer.decide(p)  # the rule the API and page apply
             labels.append(r.label)
-            preds.append(int(np.argmax(p)))
+            preds.append(classes.index(label) if label in classes else int(np.argmax(p)))
             probs.append(p)
-            pred_masks.append(m)
+            pred_masks.append(np.zeros_like(m) if found is False else m)
             true_masks.append(mask)
-    classes = job.index.classes
+            flagged.append(not inferer.verdict(array, distance)["in_distribution"])
     cm = confusion_matrix(labels, preds, len(classes))
     cls = classification_metrics(cm, classes)
     seg = segmentation_metrics(pred_masks, true_masks)
@@ -72,6 +74,14 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
                                                   true_masks, strict=True)],
     }
     result = EvaluationResult.model_validate(metrics)
+    if job.predictor.card.calibration is not None:
+        from tumorscope.evaluation.trust import SlicePredictions, trust_metrics
+
+        cal = job.predictor.card.calibration
+        result.trust = trust_metrics(
+            SlicePredictions(records, np.array(labels), np.array(preds), np.stack(probs), dice,
+                             tumour, np.array(flagged)),
+            cal.temperature, inferer.no_tumour, cal.tumour_threshold)
     out = job.out
 
     def image(i: int) -> np.ndarray:  # re-read for pictures: evaluation keeps no pixels

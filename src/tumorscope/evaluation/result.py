@@ -129,6 +129,44 @@ class VolumeSegmentationResult(_Open):
     files: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
+class DetectionResult(_Open):
+    """Tumour versus no tumour, from ``1 - p(no tumour)``, at the validation threshold."""
+
+    auroc: Real
+    auroc_ci: Interval | None = None
+    threshold: Real
+    sensitivity: Real
+    specificity: Real
+    false_alarm_rate: Real
+    tumour_slices: int
+    tumour_free_slices: int
+
+
+class SourceResult(_Open):
+    """One dataset of a mixed collection, on the evaluated fold."""
+
+    slices: int
+    patients: int
+    accuracy: Real
+    type_accuracy: Real | None = None  # on tumour slices, among the tumour types
+    dice_mean_tumour: Real | None = None
+    detection: DetectionResult | None = None
+    ood_flag_rate: Real | None = None
+
+
+class TrustResult(_Open):
+    """Calibration (ECE with the fitted temperature and without), the tumour / no-tumour
+    decision and the out-of-distribution flag rate, overall and per dataset."""
+
+    temperature: Real
+    ece_uncalibrated: Real
+    ece_calibrated: Real
+    reliability: list[dict[str, Real | None]] = Field(default_factory=list)
+    detection: DetectionResult | None = None
+    ood_flag_rate: Real | None = None
+    per_source: dict[str, SourceResult] = Field(default_factory=dict)
+
+
 class EvaluationResult(_Open):
     """One model evaluated on one fold."""
 
@@ -146,6 +184,7 @@ class EvaluationResult(_Open):
     per_image: list[PerImage] = Field(default_factory=list)
     volumes: SliceStackResult | None = None
     cases: VolumeSegmentationResult | None = None
+    trust: TrustResult | None = None
 
     def ci(self, key: str) -> Interval | None:
         """The stored 95% interval of ``key`` (None when absent)."""

@@ -8,17 +8,20 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tumorscope.checkpoint.card import ModelCard
+from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.inference.inferers import over_slices
+from tumorscope.inference.input_checks import unlike_mri
 from tumorscope.inference.prediction import Prediction
 from tumorscope.inference.runtime import Runner
 from tumorscope.io import Scan
 from tumorscope.transforms.slice2d import SlicePreprocessing
+from tumorscope.uncertainty import typicality
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over axis 1."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax over axis 1 of ``logits / temperature``."""
+    scaled = logits / temperature
+    shifted = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
@@ -28,8 +31,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class JointInferer:
-    """Preprocess -> network (``mask_logits``, ``class_logits``) -> probabilities and a mask
-    at the input's size. Holds no mutable state, so concurrent calls are safe."""
+    """Preprocess -> network (``mask_logits``, ``class_logits``[, ``ood_distance``]) ->
+    calibrated probabilities, a mask at the input's size, the tumour / no-tumour decision
+    and the out-of-distribution verdict (when the card holds a calibration). Holds no
+    mutable state, so concurrent calls are safe."""
 
     def __init__(self, runner: Runner, card: ModelCard, threshold: float = 0.5,
                  tta: bool = False) -> None:
@@ -37,6 +42,9 @@ class JointInferer:
         self.threshold, self.tta = threshold, tta
         self.pre = SlicePreprocessing.from_card(card.preprocessing)
         self.classes = list(card.classes)
+        self.calibration = card.calibration or Calibration(fitted_on="none")
+        none = self.calibration.no_tumour_class
+        self.no_tumour = self.classes.index(none) if none in self.classes else None
 
     @staticmethod
     def input_shape(card: ModelCard) -> tuple[int, ...]:
@@ -44,37 +52,80 @@ class JointInferer:
         pre = SlicePreprocessing.from_card(card.preprocessing)
         return (pre.in_channels, pre.input_size, pre.input_size)
 
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities and mask probabilities; TTA averages the flipped view."""
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Calibrated class probabilities, mask probabilities and feature distances (None
+        for a model without them); TTA averages the flipped view."""
+        t = self.calibration.temperature
         out = self.runner(batch)
-        probs, mask_prob = softmax(out["class_logits"]), sigmoid(out["mask_logits"])
+        probs, mask_prob = softmax(out["class_logits"], t), sigmoid(out["mask_logits"])
+        distance = out.get("ood_distance")
         if self.tta:
             flipped = self.runner(np.ascontiguousarray(batch[..., ::-1]))
-            probs = (probs + softmax(flipped["class_logits"])) / 2
+            probs = (probs + softmax(flipped["class_logits"], t)) / 2
             mask_prob = (mask_prob + sigmoid(flipped["mask_logits"])[..., ::-1]) / 2
-        return probs, mask_prob
+        return probs, mask_prob, distance
 
     def _probabilities(self, arrays: list[np.ndarray], sources: list[Any]
-                       ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Class probabilities ``(B, K)`` and each slice's mask probabilities at its own size,
-        for raw ``(C, H, W)`` slices run as one batch."""
+                       ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
+        """Class probabilities ``(B, K)``, each slice's mask probabilities at its own size
+        and the feature distances, for raw ``(C, H, W)`` slices run as one batch."""
         batch = np.stack([self.pre(a, s) for a, s in zip(arrays, sources, strict=True)])
-        probs, mask_prob = self._forward(batch)
+        probs, mask_prob, distance = self._forward(batch)
         full = [cv2.resize(np.ascontiguousarray(m[0]), (a.shape[2], a.shape[1]),
                            interpolation=cv2.INTER_LINEAR) for m, a in zip(mask_prob, arrays,
                                                                            strict=True)]
-        return probs, full
+        return probs, full, distance
 
     def predict_arrays(self, arrays: list[np.ndarray], batch_size: int = 16,
                        sources: list[Any] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Raw ``(C, H, W)`` arrays -> ``(class probabilities, bool mask at input size)``."""
+        return [(p, m) for p, m, _ in self.predict_batch(arrays, batch_size, sources)]
+
+    def predict_batch(self, arrays: list[np.ndarray], batch_size: int = 16,
+                      sources: list[Any] | None = None
+                      ) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
+        """Raw ``(C, H, W)`` arrays -> ``(class probabilities, bool mask, feature distance)``."""
         sources = sources or [None] * len(arrays)
-        results: list[tuple[np.ndarray, np.ndarray]] = []
+        results: list[tuple[np.ndarray, np.ndarray, float | None]] = []
         for start in range(0, len(arrays), batch_size):
-            probs, masks = self._probabilities(arrays[start:start + batch_size],
-                                               sources[start:start + batch_size])
-            results += [(p, m > self.threshold) for p, m in zip(probs, masks, strict=True)]
+            probs, masks, distance = self._probabilities(arrays[start:start + batch_size],
+                                                         sources[start:start + batch_size])
+            dists: list[float | None] = [None] * len(probs) if distance is None else [
+                float(d) for d in distance]
+            results += [(p, m > self.threshold, d) for p, m, d in zip(probs, masks, dists,
+                                                                      strict=True)]
         return results
+
+    def tumour_probability(self, probs: np.ndarray) -> float | None:
+        """``1 - p(no tumour)`` for a model with a "no tumour" class, else None."""
+        return None if self.no_tumour is None else float(1.0 - probs[self.no_tumour])
+
+    def decide(self, probs: np.ndarray) -> tuple[str, bool | None]:
+        """The label and whether a tumour was found: "no tumour" when the tumour
+        probability is below the threshold chosen on validation, else the likeliest
+        tumour type."""
+        tumour = self.tumour_probability(probs)
+        if tumour is None:
+            return self.classes[int(np.argmax(probs))], None
+        threshold = self.calibration.tumour_threshold
+        found = tumour >= (0.5 if threshold is None else threshold)
+        if not found:
+            return self.classes[self.no_tumour], False  # type: ignore[index]
+        others = [i for i in range(len(self.classes)) if i != self.no_tumour]
+        return self.classes[max(others, key=lambda i: probs[i])], True
+
+    def verdict(self, array: np.ndarray, distance: float | None) -> dict[str, Any]:
+        """In-distribution verdict: input checks on the raw pixels, and the feature
+        distance against the validation reference (when the model was calibrated)."""
+        reasons = unlike_mri(array)
+        cal = self.calibration
+        score = None
+        if distance is not None and cal.ood_reference:
+            score = float(typicality(distance, cal.ood_reference))
+            if cal.ood_threshold is not None and distance > cal.ood_threshold:
+                reasons.append("its features are far from every training image")
+        return {"in_distribution": not reasons, "typicality": score,
+                "ood_reasons": reasons}
 
     def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction:
         """A 2D scan, one slice of a volume, or every axial slice of a volume.
@@ -85,12 +136,15 @@ class JointInferer:
         if scan.is_volume and slice_index is not None:
             scan = scan.slice(slice_index)
         if not scan.is_volume:
-            probs, mask = self.predict_arrays([scan.array], sources=[scan.path])[0]
-            return self._prediction(probs, mask, scan.spacing)
+            probs, mask, distance = self.predict_batch([scan.array], sources=[scan.path])[0]
+            return self._prediction(probs, mask, scan.spacing,
+                                    self.verdict(scan.array, distance))
 
         def per_slice(batch: np.ndarray) -> dict[str, np.ndarray]:
-            probs, masks = self._probabilities(list(batch), [scan.path] * len(batch))
-            return {"mask": np.stack(masks)[:, None], "probs": probs[:, :, None, None]}
+            probs, masks, distance = self._probabilities(list(batch), [scan.path] * len(batch))
+            dist = np.full(len(batch), np.nan) if distance is None else distance
+            return {"mask": np.stack(masks)[:, None], "probs": probs[:, :, None, None],
+                    "distance": dist[:, None, None, None]}
 
         out = over_slices(scan.array, per_slice)
         masks = out["mask"][0] > self.threshold
@@ -98,13 +152,23 @@ class JointInferer:
         areas = masks.sum(axis=(0, 1)).astype(float)
         weights = areas if areas.sum() > 0 else np.ones_like(areas)
         probs = np.average(per_slice_probs, axis=0, weights=weights)
+        distances = out["distance"][0, 0, 0]
+        middle = scan.array[..., scan.array.shape[-1] // 2]
+        distance = None if np.isnan(distances).all() else float(np.nanmedian(distances))
         return self._prediction(probs, masks, scan.spacing,
                                 {"slices": masks.shape[-1],
-                                 "slices_with_tumour": int((areas > 0).sum())})
+                                 "slices_with_tumour": int((areas > 0).sum()),
+                                 **self.verdict(middle, distance)})
 
     def _prediction(self, probs: np.ndarray, mask: np.ndarray, spacing: Any,
                     extra: dict[str, Any] | None = None) -> Prediction:
-        return Prediction(label=self.classes[int(np.argmax(probs))],
+        label, found = self.decide(probs)
+        if found is False:
+            mask = np.zeros_like(mask)  # "no tumour found" shows no outline
+        info: dict[str, Any] = {"tumour_found": bool(mask.any()) if found is None else found,
+                                "tumour_probability": self.tumour_probability(probs),
+                                **(extra or {})}
+        return Prediction(label=label,
                           probabilities={c: float(p) for c, p in zip(self.classes, probs,
                                                                       strict=True)},
-                          mask=mask, spacing=spacing, model_id=self.card.id, extra=extra or {})
+                          mask=mask, spacing=spacing, model_id=self.card.id, extra=info)

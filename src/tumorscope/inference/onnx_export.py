@@ -70,4 +70,6 @@ def export_checkpoint_onnx(checkpoint: str | Path, out_dir: Path | None = None
     weights, _ = checkpoint_paths(checkpoint)
     out = (out_dir or weights.parent) / ONNX_NAME
     shape = spec.load("inferer").input_shape(card)
-    return out, export_onnx(model, shape, out, spec.outputs)
+    with torch.inference_mode():
+        count = len(_outputs(model(torch.zeros(1, *shape))))
+    return out, export_onnx(model, shape, out, spec.output_names(count))

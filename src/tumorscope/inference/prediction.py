@@ -39,10 +39,35 @@ class Prediction:
         return {"row_min": int(rows[0]), "row_max": int(rows[-1]),
                 "col_min": int(cols[0]), "col_max": int(cols[-1])}
 
+    @property
+    def tumour_found(self) -> bool:
+        """The model's decision (a "no tumour" outcome clears the mask)."""
+        return bool(self.extra.get("tumour_found", self.mask.any()))
+
+    @property
+    def in_distribution(self) -> bool:
+        """False when the input looks unlike the training data."""
+        return bool(self.extra.get("in_distribution", True))
+
+    def message(self) -> str:
+        """One plain sentence for people: the finding, and a warning when the image is
+        unlike what the model was trained on."""
+        if self.tumour_found:
+            p = self.probabilities.get(self.label)
+            said = f"Tumour found: {self.label}" + (f" (p={p:.2f})." if p is not None else ".")
+        else:
+            said = "No tumour found."
+        if not self.in_distribution:
+            why = "; ".join(self.extra.get("ood_reasons", [])) or "unusual input"
+            said += (f" This image is unlike the training data ({why}); the result is "
+                     "unreliable.")
+        return said
+
     def record(self) -> dict[str, Any]:
         """JSON-ready summary."""
         volume = self.mask.ndim == 3
-        return {"class": self.label, "probabilities": self.probabilities,
+        return {"class": self.label, "message": self.message(),
+                "probabilities": self.probabilities,
                 "tumour_area_pixels" if not volume else "tumour_voxels": self.area_pixels,
                 "tumour_area_mm2" if not volume else "tumour_volume_mm3": self.area_mm2,
                 "bounding_box": self.bounding_box(), "mask_shape": list(self.mask.shape),

@@ -86,8 +86,8 @@ class Predictor:
                                       f"task's {list(wanted)}; export it again")
             return cls(runner, card, **kw)
         model, card = load_checkpoint(path)
-        outputs = get_task(card.task, "model card task").outputs
-        return cls(TorchRunner(model, outputs, device), card, **kw)
+        spec = get_task(card.task, "model card task")
+        return cls(TorchRunner(model, spec.outputs, device, spec.optional_outputs), card, **kw)
 
     def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction:
         """Predict a 2D scan, one slice of a volume, or a whole volume (as the task does).

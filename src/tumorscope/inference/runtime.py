@@ -31,8 +31,8 @@ class TorchRunner:
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...],
-                 device: str = "cpu") -> None:
-        self.outputs = outputs
+                 device: str = "cpu", optional: tuple[str, ...] = ()) -> None:
+        self.outputs, self.optional = outputs, optional
         self.device = device
         self.model = model.to(device).eval()
         volumetric = any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
@@ -46,11 +46,11 @@ class TorchRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         result = self.model(x)
         values = result if isinstance(result, tuple | list) else (result,)
-        if len(values) != len(self.outputs):
+        names = (self.outputs + self.optional)[:len(values)]
+        if not len(self.outputs) <= len(values) <= len(self.outputs) + len(self.optional):
             raise CheckpointError(self.name, f"the network returned {len(values)} outputs, the "
                                   f"task names {len(self.outputs)} {self.outputs}")
-        return {name: v.float().cpu().numpy() for name, v in zip(self.outputs, values,
-                                                                 strict=True)}
+        return {name: v.float().cpu().numpy() for name, v in zip(names, values, strict=True)}
 
 
 class OnnxRunner:

@@ -1,6 +1,10 @@
 """The joint network: an smp UNet/UNet++/FPN whose encoder also feeds a classification head.
 
-``forward(x)`` returns ``(mask_logits [B,1,H,W], class_logits [B,K])``.
+``forward(x)`` returns ``(mask_logits [B,1,H,W], class_logits [B,K])``; a model whose card
+says ``ood_features`` also returns ``ood_distance [B]``: the squared Mahalanobis distance of
+the pooled encoder features to the nearest training class mean (shared covariance, Lee et
+al. 2018), computed in the graph from two buffers that ``tumorscope calibrate`` fits, so the
+ONNX export carries it too.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import cast
 
 import segmentation_models_pytorch as smp
+import torch
 from torch import nn
 
 from tumorscope.errors import CheckpointError, ConfigError
@@ -27,13 +32,61 @@ def _smp_kwargs(arch: str, attention: str) -> dict[str, object]:
     return {}
 
 
+class FeatureDistance(nn.Module):
+    """Squared Mahalanobis distance of feature vectors to the nearest of ``classes`` means
+    under one shared precision matrix (both buffers, fitted after training)."""
+
+    def __init__(self, classes: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("means", torch.zeros(classes, dim))
+        self.register_buffer("precision", torch.eye(dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        means, precision = cast(torch.Tensor, self.means), cast(torch.Tensor, self.precision)
+        diff = features[:, None, :] - means[None]  # (B, K, D)
+        d2 = torch.einsum("bkd,de,bke->bk", diff, precision, diff)
+        return d2.min(dim=1).values
+
+
+class JointWithDistance(nn.Module):
+    """A joint smp model plus :class:`FeatureDistance` on its pooled deepest features.
+
+    The smp model's parameters keep their names (``encoder.*``, ``decoder.*``, ...), so its
+    weights load as they are; the distance's buffers are ``ood.means`` and ``ood.precision``.
+    """
+
+    def __init__(self, net: nn.Module, classes: int) -> None:
+        super().__init__()
+        for name, child in net.named_children():
+            self.add_module(name, child)
+        encoder = cast(nn.Module, net.encoder)
+        self.ood = FeatureDistance(classes, int(cast(list[int], encoder.out_channels)[-1]))
+
+    def pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mask logits, class logits and the pooled deepest encoder features."""
+        features = cast(nn.Module, self.encoder)(x)
+        masks = cast(nn.Module, self.segmentation_head)(cast(nn.Module, self.decoder)(features))
+        labels = cast(nn.Module, self.classification_head)(features[-1])
+        return masks, labels, features[-1].mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        masks, labels, pooled = self.pooled(x)
+        return masks, labels, self.ood(pooled)
+
+
 def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                 encoder_weights: str | None = None, attention: str = "none",
-                dropout: float = 0.2) -> nn.Module:
+                dropout: float = 0.2, ood: bool = False) -> nn.Module:
     """Build the joint model; ``encoder_weights`` is 'imagenet', a file path, the
-    'efficientnet-lite0-package' or None (random init)."""
-    return build_smp(arch, encoder, in_channels, 1, num_classes, encoder_weights, attention,
-                     dropout)
+    'efficientnet-lite0-package' or None (random init). ``ood`` adds the feature distance
+    output (smp architectures only)."""
+    net = build_smp(arch, encoder, in_channels, 1, num_classes, encoder_weights, attention,
+                    dropout)
+    if not ood:
+        return net
+    if arch == "plain-unet":
+        raise ConfigError("model.ood_features", "the feature distance needs an smp encoder")
+    return JointWithDistance(net, num_classes)
 
 
 def build_smp(arch: str, encoder: str, in_channels: int, mask_channels: int,
@@ -118,4 +171,5 @@ def joint_from_config(model_cfg: dict[str, object], num_classes: int,
         encoder_weights=model_cfg.get("encoder_weights") if load_pretrained else None,  # type: ignore[arg-type]
         attention=str(model_cfg.get("attention", "none")),
         dropout=float(model_cfg.get("dropout", 0.2)),  # type: ignore[arg-type]
+        ood=bool(model_cfg.get("ood_features", False)),
     )

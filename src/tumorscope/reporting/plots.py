@@ -87,3 +87,45 @@ def comparison_png(names: Sequence[str],
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
+
+
+def image_pairs_png(rows: Sequence[tuple[np.ndarray, np.ndarray, str, str, str]]) -> bytes:
+    """Pairs of gray images in [0, 1] side by side, one pair per row: ``(image_a, image_b,
+    caption_a, caption_b, title)``; a note when there are none."""
+    if not rows:
+        fig, ax = plt.subplots(figsize=(5, 1.2))
+        ax.text(0.5, 0.5, "no near-duplicate pairs", ha="center", va="center")
+        ax.axis("off")
+        return _png(fig)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(6, 3.3 * len(rows)), squeeze=False)
+    for (a, b, caption_a, caption_b, title), pair in zip(rows, axes, strict=True):
+        for ax, image, caption in ((pair[0], a, caption_a), (pair[1], b, caption_b)):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+            ax.set_xlabel(caption, fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        pair[0].set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def reliability_png(before: Sequence[dict[str, float | None]],
+                    after: Sequence[dict[str, float | None]],
+                    ece_before: float, ece_after: float) -> bytes:
+    """Reliability diagram: accuracy against confidence per bin, before and after
+    temperature scaling, with the diagonal of perfect calibration."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)
+    for bins, name, colour in ((before, f"before (ECE {ece_before:.3f})", "tab:red"),
+                               (after, f"after (ECE {ece_after:.3f})", "tab:blue")):
+        kept = [(b["confidence"], b["accuracy"]) for b in bins
+                if b["confidence"] is not None and b["accuracy"] is not None]
+        ax.plot([c for c, _ in kept], [a for _, a in kept], marker="o", color=colour,
+                label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability, temperature scaling")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)

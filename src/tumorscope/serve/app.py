@@ -111,6 +111,10 @@ def _answer(predictor: Predictor, upload: Upload, settings: ServeSettings,
     mask = pred.mask
     response = {
         "filename": Path(upload.name).name, "predicted_class": pred.label,
+        "message": pred.message(), "tumour_found": pred.tumour_found,
+        "tumour_probability": pred.extra.get("tumour_probability"),
+        "in_distribution": pred.in_distribution, "typicality": pred.extra.get("typicality"),
+        "ood_reasons": pred.extra.get("ood_reasons", []),
         "probabilities": pred.probabilities,
         "mask_png_base64": png_base64(mask.astype(np.uint8) * 255),
         "mask_rle": rle_encode(mask), "image_png_base64": png_base64(_display(scan.array)),

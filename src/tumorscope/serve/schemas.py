@@ -24,7 +24,19 @@ class PredictResponse(BaseModel):
     """One prediction: class, probabilities, mask and measurements."""
 
     filename: str
-    predicted_class: str
+    predicted_class: str = Field(description='a tumour type, or "no tumour" for models that '
+                                 "have that outcome")
+    message: str = Field(description="the finding in one sentence, with the warning when the "
+                         "image is unlike the training data")
+    tumour_found: bool
+    tumour_probability: float | None = Field(None, description='1 - p("no tumour"), for '
+                                             'models with a "no tumour" class')
+    in_distribution: bool = Field(description="false when the image is unlike the training "
+                                  "data: the result is then unreliable")
+    typicality: float | None = Field(None, description="share of validation images whose "
+                                     "features are at least as far from the training data "
+                                     "(1 typical, 0 unlike any); calibrated models only")
+    ood_reasons: list[str] = Field(default_factory=list)
     probabilities: dict[str, float]
     mask_png_base64: str = Field(description="binary mask, 0/255 PNG at the scan's size")
     mask_rle: MaskRLE

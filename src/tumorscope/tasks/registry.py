@@ -28,6 +28,8 @@ class TaskSpec:
       ``input_shape`` (see inference/predictor.py)
     - ``evaluator(evaluation.evaluate.EvaluationJob) -> EvaluationResult``
     - ``outputs``: the network's outputs in order (names of ONNX outputs and runner results)
+    - ``optional_outputs``: outputs some models of the task add after those (e.g. a
+      calibrated model's out-of-distribution distance)
     - ``card_markdown(card, metrics, command) -> str``: the Markdown model card
     - ``weights_prefix(ema)``: which LightningModule sub-module holds the exported weights
     """
@@ -41,6 +43,16 @@ class TaskSpec:
     inferer: str
     evaluator: str
     card_markdown: str = "tumorscope.evaluation.card_markdown:render_model_card"
+    optional_outputs: tuple[str, ...] = ()
+
+    def output_names(self, count: int) -> tuple[str, ...]:
+        """Names of a network's ``count`` outputs: the task's, then its optional ones."""
+        names = self.outputs + self.optional_outputs
+        if not len(self.outputs) <= count <= len(names):
+            raise TumorscopeError(self.name, f"the network returned {count} outputs, the task "
+                                  f"names {len(self.outputs)} {self.outputs} "
+                                  f"(+ optional {self.optional_outputs})")
+        return names[:count]
 
     def load(self, role: str) -> Any:
         """Import and return the attribute registered for ``role`` (e.g. 'module')."""
@@ -80,6 +92,7 @@ def get_task(name: object, where: object = "task") -> TaskSpec:
 register_task(TaskSpec(
     name="joint",
     outputs=("mask_logits", "class_logits"),
+    optional_outputs=("ood_distance",),
     network="tumorscope.models.joint:joint_from_config",
     module="tumorscope.tasks.joint:JointTask",
     data="tumorscope.data.slices:slice_loaders",

@@ -1,16 +1,27 @@
-"""2D augmentation built from the config (albumentations, image and mask together)."""
+"""2D augmentation built from the config: albumentations (image and mask together) for
+geometry, contrast and image degradation, TorchIO for MRI acquisition artefacts (bias field,
+ghosting, motion, spike), each with its own probability.
+
+Order: geometry and contrast -> MRI artefacts -> blur, noise, lower resolution -> JPEG
+re-compression (last, as when a scan is exported to a 2D collection). Seeded per sample.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import albumentations as A
+import numpy as np
+import torch
 
 from tumorscope.config import Augment2DConfig
+from tumorscope.transforms.slice2d import scale_intensity
+
+ARTEFACTS = ("bias_field", "ghosting", "motion", "spike")
+DEGRADATIONS = ("blur", "noise", "downscale", "jpeg")
 
 
-def build_augment(cfg: Augment2DConfig) -> A.Compose | None:
-    """An albumentations pipeline for ``(H, W, C)`` float images in [0, 1], or None."""
-    if not cfg.enabled:
-        return None
+def _geometry_and_contrast(cfg: Augment2DConfig) -> list[A.BasicTransform]:
     steps: list[A.BasicTransform] = []
     if cfg.hflip:
         steps.append(A.HorizontalFlip(p=cfg.hflip))
@@ -27,5 +38,82 @@ def build_augment(cfg: Augment2DConfig) -> A.Compose | None:
         steps.append(A.RandomBrightnessContrast(cfg.brightness_contrast, cfg.brightness_contrast,
                                                 p=0.5))
     if cfg.gamma:
-        steps.append(A.RandomGamma(gamma_limit=(80, 120), p=cfg.gamma))
-    return A.Compose(steps) if steps else None
+        steps.append(A.RandomGamma(gamma_limit=(70, 150), p=cfg.gamma))
+    return steps
+
+
+def _degradations(cfg: Augment2DConfig) -> list[A.BasicTransform]:
+    steps: list[A.BasicTransform] = []
+    if cfg.blur:
+        steps.append(A.GaussianBlur(blur_limit=(3, 5), p=cfg.blur))
+    if cfg.noise:
+        steps.append(A.GaussNoise(std_range=(0.01, 0.05), p=cfg.noise))
+    if cfg.downscale:
+        steps.append(A.Downscale(scale_range=(0.4, 0.8), p=cfg.downscale))
+    if cfg.jpeg:
+        steps.append(A.ImageCompression(quality_range=(35, 90), p=cfg.jpeg))
+    return steps
+
+
+def _artefacts(cfg: Augment2DConfig) -> Any:
+    """A TorchIO pipeline of MRI artefacts for a ``(C, H, W, 1)`` image, or None."""
+    if not any(getattr(cfg, name) for name in ARTEFACTS):
+        return None
+    import torchio as tio
+
+    steps: list[Any] = []
+    if cfg.bias_field:
+        steps.append(tio.RandomBiasField(coefficients=0.4, p=cfg.bias_field))
+    if cfg.ghosting:
+        steps.append(tio.RandomGhosting(num_ghosts=(2, 6), axes=(0, 1), intensity=(0.1, 0.4),
+                                        p=cfg.ghosting))
+    if cfg.motion:
+        steps.append(tio.RandomMotion(degrees=4, translation=4, num_transforms=2,
+                                      p=cfg.motion))
+    if cfg.spike:
+        steps.append(tio.RandomSpike(num_spikes=1, intensity=(0.05, 0.2), p=cfg.spike))
+    return tio.Compose(steps)
+
+
+class SliceAugment:
+    """Callable like an albumentations ``Compose`` (``image`` (H, W, C) float in [0, 1],
+    ``mask``), with ``set_random_seed`` making one sample's augmentation reproducible."""
+
+    def __init__(self, cfg: Augment2DConfig) -> None:
+        self.first = A.Compose(_geometry_and_contrast(cfg))
+        self.artefacts = _artefacts(cfg)
+        degradations = _degradations(cfg)
+        self.last = A.Compose(degradations) if degradations else None
+        self.seed = 0
+
+    def set_random_seed(self, seed: int) -> None:
+        """Fix the randomness of the next call."""
+        self.seed = int(seed)
+        self.first.set_random_seed(self.seed)
+        if self.last is not None:
+            self.last.set_random_seed(self.seed + 1)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.first(image=image, mask=mask)
+        hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
+        if self.artefacts is not None:
+            import torchio as tio
+
+            tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(hwc, -1, 0)))[..., None]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                moved = self.artefacts(tio.ScalarImage(tensor=tensor.float())).data
+            hwc = np.moveaxis(scale_intensity(np.clip(moved[..., 0].numpy(), 0, None)), 0, -1)
+        if self.last is not None:
+            hwc = self.last(image=np.ascontiguousarray(hwc, dtype=np.float32))["image"]
+        return {"image": hwc, "mask": out["mask"]}
+
+
+def build_augment(cfg: Augment2DConfig) -> SliceAugment | None:
+    """The configured 2D augmentation, or None when disabled or empty."""
+    if not cfg.enabled:
+        return None
+    augment = SliceAugment(cfg)
+    if not augment.first.transforms and augment.artefacts is None and augment.last is None:
+        return None
+    return augment

@@ -57,7 +57,14 @@ async function show(data) {
   const ctx = c.getContext("2d");
   ctx.drawImage(maskImg, 0, 0);
   maskData = ctx.getImageData(0, 0, c.width, c.height);
-  $("predicted-class").textContent = `${data.predicted_class} (${(100 * data.probabilities[data.predicted_class]).toFixed(1)}%)`;
+  $("predicted-class").textContent = data.tumour_found
+    ? `${data.predicted_class} (${(100 * data.probabilities[data.predicted_class]).toFixed(1)}%)`
+    : "no tumour found";
+  $("finding").textContent = data.message;
+  const warning = $("ood-warning");
+  warning.hidden = data.in_distribution;
+  warning.textContent = data.in_distribution ? ""
+    : `This image is unlike the training data (${data.ood_reasons.join("; ")}); the result is unreliable.`;
   const list = $("probabilities");
   list.innerHTML = "";
   Object.entries(data.probabilities).sort((a, b) => b[1] - a[1]).forEach(([name, p], i) => {

@@ -1,0 +1,46 @@
+"""``tumorscope calibrate``: temperature, "no tumour" threshold and out-of-distribution
+reference fitted on the model's validation fold (evaluation/calibrate.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``calibrate`` sub-command."""
+    p = sub.add_parser("calibrate", help="fit temperature, no-tumour threshold and OOD "
+                       "reference on the validation fold",
+                       description="Fits, on the model's validation fold only: temperature "
+                       "scaling (ECE before/after), the tumour / no-tumour threshold (models "
+                       "with a 'no tumour' class) and the feature-distance reference that "
+                       "flags images unlike the training data. Writes the calibrated model "
+                       "to --out with a reliability diagram (calibration.png).")
+    p.add_argument("--checkpoint", type=Path, required=True, help="model folder")
+    p.add_argument("--out", type=Path, required=True, help="folder for the calibrated model")
+    p.add_argument("--data-root", help="dataset folder (default: the one in the model card)")
+    p.add_argument("--max-train", type=int, default=3000,
+                   help="training slices used for the feature reference (evenly spread)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Calibrate and print what was fitted."""
+    from tumorscope.evaluation.calibrate import calibrate
+
+    out, card = calibrate(args.checkpoint, args.out, args.data_root, args.max_train,
+                          args.batch_size)
+    cal = card.calibration
+    assert cal is not None
+    print(f"temperature {cal.temperature:.3f}: ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f} "
+          f"on {cal.fitted_on}")
+    if cal.tumour_threshold is not None:
+        d = cal.detection_validation
+        print(f"no-tumour rule: tumour when 1 - p({cal.no_tumour_class}) >= "
+              f"{cal.tumour_threshold:.3f} (validation AUROC {d['auroc']:.3f}, sensitivity "
+              f"{d['sensitivity']:.3f}, specificity {d['specificity']:.3f})")
+    print(f"out-of-distribution threshold {cal.ood_threshold:.1f} (feature distance; "
+          f"{cal.ood_validation_flag_rate:.1%} of validation flagged)")
+    print(f"calibrated model written to {out}")
+    return 0

@@ -1,0 +1,134 @@
+"""``tumorscope calibrate``: fit, on the model's validation fold only, what makes its answers
+honest, and write the model again with it:
+
+- **temperature scaling** of the class logits (validation NLL), with the expected calibration
+  error and reliability bins before and after;
+- the **tumour / no-tumour operating point** (models with a "no tumour" class): tumour when
+  ``1 - p(no tumour) >= t``, ``t`` maximising sensitivity + specificity on validation;
+- the **out-of-distribution reference**: class means and a shared (Ledoit-Wolf) covariance of
+  the pooled encoder features of training slices, stored as buffers of the network so the
+  distance is an output of PyTorch and ONNX alike; the threshold is the 99th percentile of
+  validation distances (1% of validation slices flagged).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+
+from tumorscope.checkpoint.card import Calibration, ModelCard
+from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
+from tumorscope.data.prepare import prepare_split, spread
+from tumorscope.data.records import Record
+from tumorscope.data.slices import load_record
+from tumorscope.errors import CheckpointError, ConfigError
+from tumorscope.models.joint import JointWithDistance
+from tumorscope.progress import track
+from tumorscope.transforms.slice2d import SlicePreprocessing
+from tumorscope.uncertainty import (
+    auroc,
+    fit_temperature,
+    nll,
+    operating_point,
+    quantiles,
+    reliability,
+    softmax,
+    youden_threshold,
+)
+
+NO_TUMOUR = ("no tumour", "no_tumour", "notumor", "no tumor", "healthy")
+OOD_PERCENTILE = 99.0
+
+
+def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[Record],
+                what: str, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Class logits ``(N, K)`` and pooled encoder features ``(N, D)`` of ``records``."""
+    logits, pooled = [], []
+    for start in track(range(0, len(records), batch_size), what,
+                       total=-(-len(records) // batch_size)):
+        chunk = records[start:start + batch_size]
+        batch = np.stack([pre(load_record(r)[0], r.image) for r in chunk])
+        with torch.inference_mode():
+            _, lg, feats = net.pooled(torch.from_numpy(batch))
+        logits.append(lg.float().numpy())
+        pooled.append(feats.float().numpy())
+    return np.concatenate(logits), np.concatenate(pooled)
+
+
+def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: np.ndarray
+                          ) -> None:
+    """Class means and the shared precision (Ledoit-Wolf shrinkage) into ``net.ood``."""
+    from sklearn.covariance import LedoitWolf
+
+    k = cast(torch.Tensor, net.ood.means).shape[0]
+    means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any()
+                      else features.mean(axis=0) for c in range(k)])
+    centred = features - means[labels]
+    precision = LedoitWolf().fit(centred).precision_
+    cast(torch.Tensor, net.ood.means).copy_(torch.from_numpy(means.astype(np.float32)))
+    cast(torch.Tensor, net.ood.precision).copy_(torch.from_numpy(precision.astype(np.float32)))
+
+
+def no_tumour_class(classes: list[str]) -> str | None:
+    """The class meaning "no tumour", if the model has one."""
+    return next((c for c in classes if c.lower() in NO_TUMOUR), None)
+
+
+def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = None,
+              max_train: int = 3000, batch_size: int = 32) -> tuple[Path, ModelCard]:
+    """Calibrate a joint model on its validation fold; writes it (weights + card) to ``out``."""
+    model, card = load_checkpoint(checkpoint)
+    if card.task != "joint":
+        raise CheckpointError(checkpoint, f"calibrate fits slice models (task joint), not "
+                              f"{card.task!r}")
+    cfg = card.experiment(f"{checkpoint} (model card)")
+    _, split = prepare_split(cfg, data_root)
+    if not split.val:
+        raise ConfigError("data.val_fold", "calibration needs the model's validation fold; "
+                          "the card's config has none")
+    k = len(card.classes)
+    net = model if isinstance(model, JointWithDistance) else JointWithDistance(model, k)
+    net.eval()
+    pre = SlicePreprocessing.from_card(card.preprocessing)
+    train = spread(split.train, max_train)
+    _, train_feats = run_network(net, pre, train, "training features", batch_size)
+    fit_feature_reference(net, train_feats, np.array([r.label for r in train]))
+    val_logits, val_feats = run_network(net, pre, split.val, "validation fold", batch_size)
+    labels = np.array([r.label for r in split.val])
+    with torch.inference_mode():
+        distances = net.ood(torch.from_numpy(val_feats)).numpy()
+    temperature = fit_temperature(val_logits, labels)
+    before = reliability(softmax(val_logits), labels)
+    after = reliability(softmax(val_logits, temperature), labels)
+    none = no_tumour_class(card.classes)
+    threshold, detection = None, {}
+    if none is not None:
+        tumour = 1.0 - softmax(val_logits, temperature)[:, card.classes.index(none)]
+        positive = labels != card.classes.index(none)
+        threshold = youden_threshold(tumour, positive)
+        detection = {"auroc": auroc(tumour, positive),
+                     **operating_point(tumour, positive, threshold)}
+    ood_threshold = float(np.percentile(distances, OOD_PERCENTILE))
+    calibration = Calibration(
+        fitted_on=f"validation fold {split.val_fold} ({len(split.val)} slices, "
+                  f"{len({r.patient for r in split.val})} patients); feature reference from "
+                  f"{len(train)} training slices",
+        temperature=temperature, ece_before=before["ece"], ece_after=after["ece"],
+        nll_before=nll(val_logits, labels), nll_after=nll(val_logits, labels, temperature),
+        no_tumour_class=none, tumour_threshold=threshold, detection_validation=detection,
+        ood_threshold=ood_threshold, ood_reference=quantiles(distances),
+        ood_validation_flag_rate=float((distances > ood_threshold).mean()),
+        reliability_before=before["bins"], reliability_after=after["bins"])
+    new_card = card.model_copy(update={"model": {**card.model, "ood_features": True},
+                                       "calibration": calibration})
+    out = Path(out)
+    save_checkpoint(out, net.state_dict(), new_card, half=card.weights_dtype == "float16",
+                    full_precision=("ood.",))
+    from tumorscope.reporting.plots import reliability_png
+
+    (out / "calibration.png").write_bytes(reliability_png(before["bins"], after["bins"],
+                                                          before["ece"], after["ece"]))
+    return out, new_card
