@@ -11,8 +11,8 @@ import pytest
 
 from tumorscope.cli import build_parser, main
 
-COMMANDS = ["train", "evaluate", "predict", "export", "card", "serve", "results", "compare",
-            "augment", "demo", "info", "lgg", "explore", "prepare"]
+COMMANDS = ["train", "evaluate", "calibrate", "predict", "export", "card", "serve", "results",
+            "compare", "augment", "demo", "info", "lgg", "explore", "check-data", "prepare"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -28,7 +28,7 @@ def test_sub_commands_keep_their_order() -> None:
 def test_every_sub_command_sets_its_own_handler(command: str) -> None:
     handler = _subparsers(build_parser())[command].get_default("handler")
     assert callable(handler)
-    assert handler.__module__ == f"tumorscope.commands.{command}"
+    assert handler.__module__ == f"tumorscope.commands.{command.replace('-', '_')}"
 
 
 def test_parsed_arguments_carry_the_handler() -> None:

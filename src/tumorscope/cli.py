@@ -13,7 +13,9 @@ from collections.abc import Callable
 from tumorscope import __version__
 from tumorscope.commands import (
     augment,
+    calibrate,
     card,
+    check_data,
     compare,
     demo,
     evaluate,
@@ -33,8 +35,8 @@ from tumorscope.logs import configure as configure_logging
 Handler = Callable[[argparse.Namespace], int]
 
 # the order of ``tumorscope --help``
-SUBCOMMANDS = (train, evaluate, predict, export, card, serve, results, compare, augment, demo,
-               info, lgg, explore, prepare)
+SUBCOMMANDS = (train, evaluate, calibrate, predict, export, card, serve, results, compare,
+               augment, demo, info, lgg, explore, check_data, prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:

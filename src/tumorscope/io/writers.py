@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,29 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield a fresh hidden folder beside ``target``; on success it is renamed to ``target``
+    (or, when ``target`` exists, each of its files is renamed into it), on failure removed."""
+    from tumorscope.errors import TumorscopeError
+
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise TumorscopeError(target, "exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield tmp
+        if target.is_dir():
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, target / item.name)
+        else:
+            os.chmod(tmp, 0o777 & ~_umask())
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -1,0 +1,144 @@
+"""Calibration, operating point and out-of-distribution pieces: uncertainty.py, the feature
+distance of the joint network, the input checks and the MRI artefact augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tumorscope.uncertainty import (
+    auroc,
+    fit_temperature,
+    nll,
+    operating_point,
+    quantiles,
+    reliability,
+    softmax,
+    typicality,
+    youden_threshold,
+)
+
+
+def _overconfident(n: int = 4000, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose softmax is calibrated at temperature 3, scaled by 3 (overconfident)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, k))
+    probs = softmax(logits)
+    labels = np.array([rng.choice(k, p=p) for p in probs])
+    return logits * 3, labels
+
+
+def test_temperature_scaling_finds_the_overconfidence_and_lowers_ece() -> None:
+    logits, labels = _overconfident()
+    t = fit_temperature(logits, labels)
+    assert 2.5 < t < 3.5
+    before, after = reliability(softmax(logits), labels), reliability(softmax(logits, t), labels)
+    assert after["ece"] < before["ece"] / 2
+    assert nll(logits, labels, t) < nll(logits, labels)
+    assert sum(b["count"] for b in after["bins"]) == len(labels)
+
+
+def test_ece_is_zero_for_a_perfectly_calibrated_constant_and_large_for_a_wrong_one() -> None:
+    labels = np.array([0] * 80 + [1] * 20)
+    probs = np.tile([0.8, 0.2], (100, 1))
+    assert reliability(probs, labels)["ece"] == pytest.approx(0.0, abs=1e-9)
+    wrong = np.tile([0.99, 0.01], (100, 1))
+    assert reliability(wrong, labels)["ece"] == pytest.approx(0.19, abs=1e-6)
+    empty = reliability(probs, labels)["bins"][0]
+    assert empty["count"] == 0 and empty["accuracy"] is None
+
+
+def test_youden_threshold_and_operating_point() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9])
+    positive = np.array([0, 0, 0, 0, 1, 1, 1, 1], bool)
+    t = youden_threshold(scores, positive)
+    assert 0.35 < t <= 0.6
+    op = operating_point(scores, positive, t)
+    assert op == {"sensitivity": 1.0, "specificity": 1.0, "false_alarm_rate": 0.0}
+    assert auroc(scores, positive) == 1.0
+    assert np.isnan(auroc(scores, np.ones(8, bool)))
+    assert auroc(-scores, positive) == 0.0
+
+
+def test_typicality_decreases_with_distance() -> None:
+    ref = quantiles(np.arange(101.0))
+    values = typicality(np.array([-5.0, 0.0, 50.0, 100.0, 1e6]), ref)
+    assert values[0] == 1.0 and values[-1] == 0.0
+    assert values[2] == pytest.approx(0.5)
+    assert np.all(np.diff(values) <= 0)
+
+
+def test_feature_distance_is_zero_at_a_class_mean_and_grows_away() -> None:
+    from tumorscope.models.joint import FeatureDistance
+
+    dist = FeatureDistance(2, 3)
+    dist.means.copy_(torch.tensor([[0.0, 0, 0], [5.0, 5, 5]]))
+    d = dist(torch.tensor([[0.0, 0, 0], [5.0, 5, 5], [1.0, 0, 0], [10.0, 10, 10]]))
+    assert d[0] == 0 and d[1] == 0 and d[2] == pytest.approx(1.0)
+    assert d[3] == pytest.approx(75.0)
+
+
+def test_distance_wrapper_keeps_the_joint_outputs_and_weight_names() -> None:
+    from tumorscope.models.joint import JointWithDistance, build_joint
+
+    torch.manual_seed(0)
+    net = build_joint("unet", "resnet18", 4).eval()
+    wrapped = JointWithDistance(net, 4).eval()
+    assert set(net.state_dict()) == set(wrapped.state_dict()) - {"ood.means", "ood.precision"}
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        masks, labels = net(x)
+        masks2, labels2, distance = wrapped(x)
+    assert torch.equal(masks, masks2) and torch.equal(labels, labels2)
+    assert distance.shape == (2,)
+
+
+def _mri_like(size: int = 128, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    head = ((yy - size / 2) / 0.45) ** 2 + ((xx - size / 2) / 0.38) ** 2 < (size / 2) ** 2
+    return (head * rng.uniform(300, 900, (size, size)))[None].astype(np.float32)
+
+
+def test_input_checks() -> None:
+    from PIL import Image, ImageDraw
+
+    from tumorscope.inference.input_checks import unlike_mri
+
+    rng = np.random.default_rng(1)
+    assert unlike_mri(_mri_like()) == []
+    assert unlike_mri(np.repeat(_mri_like(), 3, axis=0)) == []  # gray stored as RGB
+    page = Image.new("L", (128, 128), 255)
+    ImageDraw.Draw(page).text((5, 5), "Patient report, page 1", fill=0)
+    assert any("bright background" in r for r in unlike_mri(np.asarray(page)[None]))
+    colour = np.stack([rng.uniform(180, 255, (64, 64)), rng.uniform(0, 60, (64, 64)),
+                       rng.uniform(60, 120, (64, 64))])
+    assert any("colour" in r for r in unlike_mri(colour))
+    texture = rng.uniform(60, 200, (1, 64, 64))
+    assert unlike_mri(texture) != []
+    blank = np.zeros((1, 64, 64))
+    blank[0, 30, 30] = 1
+    assert any("blank" in r for r in unlike_mri(blank))
+
+
+def test_mri_artefact_augmentation_is_seeded_and_stays_in_range() -> None:
+    from tumorscope.config import Augment2DConfig
+    from tumorscope.transforms.augment import build_augment
+
+    cfg = Augment2DConfig(bias_field=1, ghosting=1, motion=1, spike=1, blur=1, noise=1,
+                          downscale=1, jpeg=1, gamma=1)
+    augment = build_augment(cfg)
+    assert augment is not None
+    image = (_mri_like(64)[0] / 900)[..., None]
+    mask = np.zeros((64, 64), np.uint8)
+    augment.set_random_seed(7)
+    a = augment(image=image, mask=mask)["image"]
+    augment.set_random_seed(7)
+    b = augment(image=image, mask=mask)["image"]
+    augment.set_random_seed(8)
+    c = augment(image=image, mask=mask)["image"]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == (64, 64, 1) and a.min() >= 0 and a.max() <= 1
+    assert np.abs(a - image).mean() > 0.01  # the artefacts change the image
+    assert build_augment(Augment2DConfig(enabled=False)) is None
