@@ -12,7 +12,8 @@ import pytest
 from tumorscope.cli import build_parser, main
 
 COMMANDS = ["train", "evaluate", "calibrate", "predict", "export", "card", "serve", "results",
-            "compare", "augment", "demo", "info", "lgg", "explore", "check-data", "prepare"]
+            "compare", "robustness", "augment", "demo", "info", "lgg", "explore", "check-data",
+            "prepare"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -252,3 +252,33 @@ def test_api_and_page_fields_say_unreliable(calibrated: Path, tmp_path: Path) ->
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_robustness_command_scores_every_corruption_and_probe(calibrated: Path,
+                                                              tmp_path: Path) -> None:
+    res = cli("robustness", "--checkpoint", str(calibrated), "--limit", "6", "--probes", "2",
+              "--out", str(tmp_path / "rob"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (scores,) = json.loads((tmp_path / "rob" / "robustness.json").read_text())
+    from tumorscope.experiments.robustness import CORRUPTIONS, PROBES
+
+    assert set(scores["corruptions"]) == set(CORRUPTIONS)
+    assert all(0 <= c["accuracy"] <= 1 for c in scores["corruptions"].values())
+    assert set(scores["probes"]) == set(PROBES)
+    assert scores["probes"]["text page"] == 1.0 and scores["probes"]["colour photograph"] == 1.0
+    assert "| JPEG |" in (tmp_path / "rob" / "robustness.md").read_text()
+
+
+def test_corruptions_change_the_image_and_are_seeded() -> None:
+    from tumorscope.experiments.robustness import CORRUPTIONS, corrupt
+
+    rng = np.random.default_rng(0)
+    image, _ = blob_slice(64, 1, rng)
+    clean = corrupt(image[None].astype(np.float32), "none", 0)
+    for name in CORRUPTIONS:
+        if name == "none":
+            continue
+        a = corrupt(image[None].astype(np.float32), name, 3)
+        assert a.shape == clean.shape and a.min() >= 0 and a.max() <= 1
+        assert np.abs(a - clean).mean() > 1e-3, name
+        assert np.array_equal(a, corrupt(image[None].astype(np.float32), name, 3)), name

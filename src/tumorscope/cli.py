@@ -26,6 +26,7 @@ from tumorscope.commands import (
     predict,
     prepare,
     results,
+    robustness,
     serve,
     train,
 )
@@ -36,7 +37,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 # the order of ``tumorscope --help``
 SUBCOMMANDS = (train, evaluate, calibrate, predict, export, card, serve, results, compare,
-               augment, demo, info, lgg, explore, check_data, prepare)
+               robustness, augment, demo, info, lgg, explore, check_data, prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tumorscope.evaluation.result import EvaluationResult, SliceStackResult
+from tumorscope.evaluation.result import EvaluationResult, SliceStackResult, TrustResult
 from tumorscope.reporting.html import img_tag, page, table
 from tumorscope.reporting.overlay import overlay
 from tumorscope.reporting.plots import confusion_matrix_png, histogram_png
@@ -58,6 +58,35 @@ def _interval(result: EvaluationResult, key: str) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
 
 
+def _trust_section(trust: TrustResult) -> str:
+    """Reliability diagram, detection at the validation threshold, per-dataset table."""
+    from tumorscope.reporting.plots import reliability_png
+
+    text = (f"<p>Temperature {trust.temperature:.3f} (fitted on validation). Expected "
+            f"calibration error on this fold: {trust.ece_uncalibrated:.3f} without, "
+            f"{trust.ece_calibrated:.3f} with it. Flagged as unlike the training data: "
+            f"{(trust.ood_flag_rate or 0):.1%} of slices.</p>")
+    rows = []
+    if (d := trust.detection) is not None:
+        ci = f"[{d.auroc_ci[0]:.3f}, {d.auroc_ci[1]:.3f}]" if d.auroc_ci else ""
+        rows.append(["all", d.auroc, ci, d.sensitivity, d.false_alarm_rate])
+    for name, r in trust.per_source.items():
+        if (d := r.detection) is not None:
+            ci = f"[{d.auroc_ci[0]:.3f}, {d.auroc_ci[1]:.3f}]" if d.auroc_ci else ""
+            rows.append([name, d.auroc, ci, d.sensitivity, d.false_alarm_rate])
+    detection = table(rows, ["slices", "tumour vs no tumour AUROC", "95% CI",
+                             "tumours caught", "false alarms"]) if rows else ""
+    per_source = table([[name, r.slices, r.patients, r.accuracy, r.type_accuracy or "",
+                         r.dice_mean_tumour or "", r.ood_flag_rate or 0.0]
+                        for name, r in trust.per_source.items()],
+                       ["dataset", "slices", "patients", "accuracy", "type accuracy",
+                        "Dice (tumour)", "flagged unfamiliar"]) if trust.per_source else ""
+    plot = img_tag(reliability_png(trust.reliability_uncalibrated, trust.reliability,
+                                   trust.ece_uncalibrated, trust.ece_calibrated),
+                   "reliability diagram")
+    return text + detection + per_source + plot
+
+
 def render_report(metrics: EvaluationResult, records: Sequence[Any],
                   image: Callable[[int], np.ndarray],
                   pred_masks: Sequence[np.ndarray], true_masks: Sequence[np.ndarray],
@@ -101,6 +130,9 @@ def render_report(metrics: EvaluationResult, records: Sequence[Any],
                 ("Segmentation", hist), ("Worst cases", legend + "".join(figures))]
     if metrics.volumes is not None:
         sections.insert(3, ("Patient volumes", _volumes_section(metrics.volumes)))
+    if metrics.trust is not None:
+        sections.insert(3, ("Calibration, no tumour, unfamiliar images",
+                            _trust_section(metrics.trust)))
     if curves is not None:
         sections.append(("Training curves", img_tag(curves, "training curves")))
     return page(f"tumorscope evaluation — {metrics.model_id}", sections)

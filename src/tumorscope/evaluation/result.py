@@ -162,6 +162,7 @@ class TrustResult(_Open):
     ece_uncalibrated: Real
     ece_calibrated: Real
     reliability: list[dict[str, Real | None]] = Field(default_factory=list)
+    reliability_uncalibrated: list[dict[str, Real | None]] = Field(default_factory=list)
     detection: DetectionResult | None = None
     ood_flag_rate: Real | None = None
     per_source: dict[str, SourceResult] = Field(default_factory=dict)

@@ -64,14 +64,15 @@ def trust_metrics(p: SlicePredictions, temperature: float, none: int | None,
     """The trust section of ``metrics.json``."""
     raw = np.exp(temperature * np.log(np.clip(p.probs, 1e-12, None)))  # undo the temperature
     raw /= raw.sum(axis=1, keepdims=True)
-    calibrated = reliability(p.probs, p.labels)
+    calibrated, uncalibrated = reliability(p.probs, p.labels), reliability(raw, p.labels)
     cut = 0.5 if threshold is None else threshold
     patients = np.array([r.patient for r in p.records])
     sources = np.array([r.source or "all" for r in p.records])
     overall = _source_result(p, np.ones(len(p.records), bool), none, cut)
     return TrustResult(
-        temperature=temperature, ece_uncalibrated=reliability(raw, p.labels)["ece"],
+        temperature=temperature, ece_uncalibrated=uncalibrated["ece"],
         ece_calibrated=calibrated["ece"], reliability=calibrated["bins"],
+        reliability_uncalibrated=uncalibrated["bins"],
         detection=None if none is None else detection(1 - p.probs[:, none], p.labels != none,
                                                       cut, patients),
         ood_flag_rate=overall.ood_flag_rate,

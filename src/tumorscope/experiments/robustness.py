@@ -1,0 +1,169 @@
+"""``tumorscope robustness``: how models hold up when the scanner or the export changes, and
+whether they flag what is not brain MRI at all.
+
+1. **Corruptions**: every held-out slice (an even spread of the first model's test fold) is
+   degraded by one artefact at a time (bias field, ghosting, motion, spike, blur, noise, lower
+   resolution, JPEG, gamma; the training augmentation's transforms, each always on, seeded) and
+   each model is scored on it: accuracy of the decided label, tumour Dice, detection AUROC
+   and the share flagged as unfamiliar.
+2. **Probe images** that are not MRI (noise, text pages, textures, colour photographs, nearly
+   blank frames), generated here: the share each model flags as unlike its training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tumorscope.config import Augment2DConfig
+from tumorscope.data.prepare import prepare_split, spread
+from tumorscope.data.records import Record
+from tumorscope.data.slices import load_record
+from tumorscope.inference.joint import JointInferer
+from tumorscope.inference.predictor import Predictor
+from tumorscope.metrics import per_image_dice
+from tumorscope.progress import track
+from tumorscope.transforms.augment import SliceAugment
+from tumorscope.transforms.slice2d import scale_intensity
+from tumorscope.uncertainty import auroc
+
+NEUTRAL = {"hflip": 0.0, "rotate": 0.0, "scale": 0.0, "shift": 0.0, "brightness_contrast": 0.0}
+CORRUPTIONS: dict[str, dict[str, float]] = {
+    "none": {}, "bias field": {"bias_field": 1}, "ghosting": {"ghosting": 1},
+    "motion": {"motion": 1}, "spike": {"spike": 1}, "blur": {"blur": 1}, "noise": {"noise": 1},
+    "low resolution": {"downscale": 1}, "JPEG": {"jpeg": 1}, "gamma": {"gamma": 1},
+}
+PROBES = ("uniform noise", "text page", "texture", "colour photograph", "nearly blank")
+
+
+def corrupt(pixels: np.ndarray, name: str, seed: int) -> np.ndarray:
+    """``(C, H, W)`` raw pixels degraded by corruption ``name`` (in [0, 1])."""
+    image = np.moveaxis(scale_intensity(pixels), 0, -1)
+    if not CORRUPTIONS[name]:
+        return np.moveaxis(image, -1, 0)
+    augment = SliceAugment(Augment2DConfig.model_validate({**NEUTRAL, **CORRUPTIONS[name]}))
+    augment.set_random_seed(seed)
+    out = augment(image=np.ascontiguousarray(image), mask=np.zeros(image.shape[:2], np.uint8))
+    hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
+    return np.moveaxis(hwc, -1, 0)
+
+
+def probe(name: str, rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """A generated image that is not brain MRI, ``(C, H, W)`` 0-255."""
+    from PIL import Image, ImageDraw
+
+    if name == "uniform noise":
+        return rng.uniform(0, 255, (1, size, size))
+    if name == "text page":
+        page = Image.new("L", (size, size), int(rng.integers(200, 256)))
+        draw = ImageDraw.Draw(page)
+        for i in range(size // 16):
+            draw.text((6, 4 + 16 * i), "".join(rng.choice(list("abcdefgh 0123456789"), 30)),
+                      fill=int(rng.integers(0, 60)))
+        return np.asarray(page, np.float32)[None]
+    if name == "texture":
+        x = np.linspace(0, rng.uniform(4, 12) * np.pi, size)
+        wave = np.sin(x[None] * rng.uniform(0.5, 2)) * np.cos(x[:, None] * rng.uniform(0.5, 2))
+        return (128 + 70 * wave + rng.normal(0, 25, (size, size))).clip(0, 255)[None]
+    if name == "colour photograph":
+        base = rng.uniform(0, 255, 3)
+        ramp = np.linspace(0, 1, size)
+        return np.stack([(base[c] * (0.6 + 0.4 * ramp[None] * ramp[:, None]) +
+                          rng.normal(0, 15, (size, size))).clip(0, 255) for c in range(3)])
+    if name == "nearly blank":
+        image = np.zeros((1, size, size))
+        image[0, rng.integers(0, size, 5), rng.integers(0, size, 5)] = 255
+        return image
+    raise ValueError(name)
+
+
+@dataclass
+class ModelScores:
+    """One model's rows: corruption -> metrics, probe -> flagged share."""
+
+    model_id: str
+    corruptions: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    probes: dict[str, float] = field(default_factory=dict)
+
+
+def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray],
+           masks: list[np.ndarray]) -> dict[str, float | None]:
+    labels, preds, tumour_p, dice, flagged = [], [], [], [], []
+    classes = inferer.classes
+    for record, array, mask in zip(records, arrays, masks, strict=True):
+        (p, m, distance), = inferer.predict_batch([array])
+        label, found = inferer.decide(p)
+        labels.append(record.label)
+        preds.append(classes.index(label))
+        tumour_p.append(inferer.tumour_probability(p))
+        m = np.zeros_like(m) if found is False else m
+        dice.append(float(per_image_dice([m], [mask])[0]) if mask.any() else np.nan)
+        flagged.append(not inferer.verdict(array, distance)["in_distribution"])
+    labels_a, preds_a = np.array(labels), np.array(preds)
+    detect = None
+    if inferer.no_tumour is not None:
+        detect = auroc(np.array(tumour_p, float), labels_a != inferer.no_tumour)
+    d = np.array(dice)
+    return {"accuracy": float((labels_a == preds_a).mean()),
+            "dice_mean_tumour": float(np.nanmean(d)) if np.isfinite(d).any() else None,
+            "detection_auroc": detect, "flagged": float(np.mean(flagged))}
+
+
+def run_robustness(checkpoints: list[Path], limit: int = 300, probes_per_kind: int = 20,
+                   data_root: str | None = None, seed: int = 0) -> list[ModelScores]:
+    """Score every model on the first model's held-out fold under each corruption, and on
+    the probe images."""
+    predictors = [Predictor.from_checkpoint(c, backend="torch") for c in checkpoints]
+    cfg = predictors[0].card.experiment(f"{checkpoints[0]} (model card)")
+    _, split = prepare_split(cfg, data_root)
+    records = spread(split.test, limit)
+    loaded = [load_record(r) for r in records]
+    results = [ModelScores(p.model_id) for p in predictors]
+    for name in track(list(CORRUPTIONS), "corruptions"):
+        arrays = [corrupt(a, name, seed + i) for i, (a, _) in enumerate(loaded)]
+        for predictor, scores in zip(predictors, results, strict=True):
+            inferer = predictor.inferer
+            assert isinstance(inferer, JointInferer)
+            keep = [i for i, r in enumerate(records) if r.label < len(inferer.classes)]
+            scores.corruptions[name] = _score(inferer, [records[i] for i in keep],
+                                              [arrays[i] for i in keep],
+                                              [loaded[i][1] for i in keep])
+    rng = np.random.default_rng(seed)
+    images = {k: [probe(k, rng) for _ in range(probes_per_kind)] for k in PROBES}
+    for predictor, scores in zip(predictors, results, strict=True):
+        inferer = predictor.inferer
+        assert isinstance(inferer, JointInferer)
+        for kind, batch in images.items():
+            verdicts = [inferer.verdict(a, d)["in_distribution"]
+                        for a, (_, _, d) in zip(batch, inferer.predict_batch(batch), strict=True)]
+            scores.probes[kind] = 1.0 - float(np.mean(verdicts))
+    return results
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def render_markdown(results: list[ModelScores], limit: int, command: str) -> str:
+    """Tables for docs: per corruption and model, then the probe flag rates."""
+    lines = ["| corruption | " + " | ".join(f"`{r.model_id}` acc / Dice / AUROC / flagged"
+                                             for r in results) + " |",
+             "| --- |" + " --- |" * len(results)]
+    for name in CORRUPTIONS:
+        cells = []
+        for r in results:
+            c = r.corruptions[name]
+            cells.append(f"{_fmt(c['accuracy'])} / {_fmt(c['dice_mean_tumour'])} / "
+                         f"{_fmt(c['detection_auroc'])} / {_fmt(c['flagged'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    probe_lines = ["| probe images | " + " | ".join(f"`{r.model_id}` flagged"
+                                                    for r in results) + " |",
+                   "| --- |" + " --- |" * len(results)]
+    probe_lines += [f"| {k} | " + " | ".join(f"{r.probes[k]:.0%}" for r in results) + " |"
+                    for k in PROBES]
+    return (f"Held-out slices: {limit} spread over the first model's test fold (accuracy and "
+            "Dice on the slices whose class the model knows).\n\n" + "\n".join(lines) +
+            "\n\n" + "\n".join(probe_lines) + f"\n\nCommand:\n```\n{command}\n```\n")
