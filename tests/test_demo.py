@@ -29,9 +29,11 @@ def test_bundled_examples_are_real_held_out_slices() -> None:
             total += sum(p.stat().st_size for p in e.image.iterdir())
             continue
         scan = read_scan(e.image)
-        assert read_mask(e.mask, expected_shape=scan.spatial_shape).any(), e.mask
+        has_tumour = read_mask(e.mask, expected_shape=scan.spatial_shape).any()
+        assert has_tumour == (e.true_class != "no tumour"), e.mask
         total += e.image.stat().st_size + e.mask.stat().st_size
-    assert {e.dataset for e in examples} == {"figshare", "lgg", "brats"}
+    assert {e.dataset for e in examples} == {"figshare", "lgg", "brats", "brats-slices"}
+    assert sum(e.true_class == "no tumour" for e in examples) == 2
     assert total < 3 * 2**20
 
 
@@ -42,15 +44,20 @@ def test_demo_runs_without_the_datasets(tmp_path: Path) -> None:
     res = subprocess.run([str(exe), "demo", "--out", "out"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*.json"))]
-    figshare = [r for r in records if r["model_id"].startswith("figshare-joint")]
-    assert {r["true_class"] for r in figshare} == {"meningioma", "glioma", "pituitary"}
-    from tumorscope.locations import shipped_checkpoints
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").rglob("*.json"))
+               if p.parent.name != "segmentations"]
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.locations import default_checkpoint, shipped_checkpoints
 
+    default_id = read_card(default_checkpoint()).id
+    default = [r for r in records if r.get("model_id") == default_id]
+    assert {"meningioma", "glioma", "pituitary"} <= {r["true_class"] for r in default}
+    if "no tumour" in read_card(default_checkpoint()).classes:  # tumour-free examples too
+        assert sum(r["true_class"] == "no tumour" for r in default) == 2
     shipped = {model.name for model in shipped_checkpoints()}
-    if "lgg" in shipped:  # the LGG model predicts the bundled LGG slice
-        assert [r["true_class"] for r in records if r["model_id"].startswith("lgg-")] == \
-            ["tumour"]
+    if "lgg" in shipped:  # the LGG model predicts the bundled LGG slices
+        assert sorted(r["true_class"] for r in records if r["model_id"].startswith("lgg-")) \
+            == ["no tumour", "tumour"]
     if "brats" in shipped:  # the BraTS model segments the bundled case, scored per region
         (case,) = [r for r in records if "case" in r]
         assert set(case["dice"]) == {"WT", "TC", "ET"}

@@ -33,6 +33,17 @@ class Example:
     patient: str
 
 
+# which bundled examples a model of each dataset is shown
+EXAMPLE_DATASETS = {"mri-mix": {"figshare", "lgg", "brats-slices"}}
+
+
+def _as_class_of(example: Example, classes: list[str]) -> Example:
+    """An LGG "tumour" is a glioma for a model that names tumour types."""
+    if example.true_class == "tumour" and "tumour" not in classes and "glioma" in classes:
+        return Example(example.image, example.mask, example.dataset, "glioma", example.patient)
+    return example
+
+
 def data_root() -> Path:
     """``$TUMORSCOPE_DATA`` or ``../shared/data`` beside the checkout."""
     return Path(os.environ.get("TUMORSCOPE_DATA") or REPO.parent / "shared" / "data")
@@ -96,17 +107,20 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
         if data is not None and card.data.dataset == "figshare" and held_out is not None:
             examples = held_out_examples(data / "figshare", held_out)
         else:
-            examples = [e for e in bundled_examples() if e.dataset == card.data.dataset]
+            shown = EXAMPLE_DATASETS.get(str(card.data.dataset), {str(card.data.dataset)})
+            examples = [_as_class_of(e, card.classes) for e in bundled_examples()
+                        if e.dataset in shown]
         if not examples:
             continue
         predictor = Predictor.from_checkpoint(model)
         if card.task == "brats":
             records += _cases(predictor, examples, out)
             continue
-        for record, example in zip(predict_files(predictor, [e.image for e in examples], out),
+        here = out / Path(model).name if len(models) > 1 else out  # one folder per model
+        for record, example in zip(predict_files(predictor, [e.image for e in examples], here),
                                    examples, strict=True):
             scored = _scored(record, example)
-            write_json(out / f"{output_stem(example.image)}.json", scored)  # adds the truth
+            write_json(here / f"{output_stem(example.image)}.json", scored)  # adds the truth
             records.append(scored)
     if not records:
         raise TumorscopeError(out, "no example matches the model's dataset; pass --data DIR")
