@@ -59,11 +59,16 @@ def test_demo_predicts_held_out_scans(shared_data: Path, tmp_path: Path) -> None
 
     res = cli("demo", "--data", str(shared_data), "--out", str(tmp_path / "demo"), cwd=REPO)
     assert res.returncode == 0, res.stderr[-2000:]
-    records = [json.loads(p.read_text()) for p in (tmp_path / "demo").glob("*.json")]
-    figshare = [r for r in records if r["model_id"].startswith("figshare-joint")]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "demo").rglob("*.json")
+               if "model_id" in p.read_text()]
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.locations import default_checkpoint
+
+    default_id = read_card(default_checkpoint()).id
+    figshare = [r for r in records if r["model_id"] == default_id
+                and Path(r["file"]).parent.name == "images"]
     assert len(figshare) == 3  # one held-out slice per class from the real data
     assert {r["true_class"] for r in figshare} == {"meningioma", "glioma", "pituitary"}
-    assert all(Path(r["file"]).parent.name == "images" for r in figshare)
     # the other shipped models predict their bundled examples, each with an overlay or views
-    assert len(list((tmp_path / "demo").glob("*_overlay.png"))) == \
+    assert len(list((tmp_path / "demo").rglob("*_overlay.png"))) == \
         len([r for r in records if "case" not in r])

@@ -104,12 +104,12 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
     for model in models:
         card = read_card(model)
         held_out = card.data.split.test_fold
-        if data is not None and card.data.dataset == "figshare" and held_out is not None:
-            examples = held_out_examples(data / "figshare", held_out)
-        else:
-            shown = EXAMPLE_DATASETS.get(str(card.data.dataset), {str(card.data.dataset)})
-            examples = [_as_class_of(e, card.classes) for e in bundled_examples()
-                        if e.dataset in shown]
+        shown = EXAMPLE_DATASETS.get(str(card.data.dataset), {str(card.data.dataset)})
+        examples = [_as_class_of(e, card.classes) for e in bundled_examples()
+                    if e.dataset in shown]
+        if data is not None and "figshare" in shown and held_out is not None:
+            examples = held_out_examples(data / "figshare", held_out) + [
+                e for e in examples if e.dataset != "figshare"]
         if not examples:
             continue
         predictor = Predictor.from_checkpoint(model)
