@@ -1,4 +1,5 @@
-"""The shipped default model: its card, its reproducible held-out metrics, the demo."""
+"""The shipped slice models (the default one and the figshare-only one): cards, reproducible
+held-out metrics, the demo."""
 
 from __future__ import annotations
 
@@ -9,35 +10,43 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "models" / "default"
-pytestmark = pytest.mark.skipif(not (DEFAULT / "model.json").is_file(),
-                                reason="no default model shipped in models/default")
+SLICE_MODELS = [p for p in (DEFAULT, REPO / "models" / "figshare") if (p / "model.json").is_file()]
+pytestmark = pytest.mark.skipif(not SLICE_MODELS, reason="no slice model shipped in models/")
 
 
-def test_card_and_weights() -> None:
+@pytest.mark.parametrize("model", SLICE_MODELS, ids=lambda p: p.name)
+def test_card_and_weights(model: Path) -> None:
     from tumorscope.checkpoint.store import load_checkpoint
 
-    size = (DEFAULT / "model.safetensors").stat().st_size
+    size = (model / "model.safetensors").stat().st_size
     assert size <= 25 * 1024 * 1024
-    _, card = load_checkpoint(DEFAULT)  # loads strictly: weights match the card
-    assert card.classes == ["meningioma", "glioma", "pituitary"]
+    _, card = load_checkpoint(model)  # loads strictly: weights match the card
+    assert card.classes[:3] == ["meningioma", "glioma", "pituitary"]
     split = card.data.split
     assert split.train and split.val and split.test
     assert (split.test_fold, split.val_fold) == (0, 1)
-    assert split.train.patients + split.val.patients + split.test.patients == 233
+    if card.data.dataset == "figshare":
+        assert split.train.patients + split.val.patients + split.test.patients == 233
+    if "no tumour" in card.classes:  # the default: calibrated on validation, OOD reference
+        cal = card.calibration
+        assert cal is not None and cal.fitted_on.startswith("validation fold 1")
+        assert cal.tumour_threshold is not None and cal.ood_threshold is not None
+        assert card.model["ood_features"] is True
     assert "not a medical device" in card.intended_use.lower()
-    assert (DEFAULT / "README.md").is_file()
+    assert (model / "README.md").is_file()
 
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_held_out_metrics_reproduce(shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", SLICE_MODELS, ids=lambda p: p.name)
+def test_held_out_metrics_reproduce(model: Path, shared_data: Path, tmp_path: Path) -> None:
     """Re-evaluate on fold 0: the committed numbers must come out again, to the last digit."""
     from tumorscope.evaluation.evaluate import evaluate
     from tumorscope.evaluation.result import read_result
 
-    committed = read_result(DEFAULT / "metrics-fold0.json")
-    fresh = evaluate(DEFAULT, 0, tmp_path)
-    assert fresh.fold_role == "test" and fresh.split.slices == 542
+    committed = read_result(model / "metrics-fold0.json")
+    fresh = evaluate(model, 0, tmp_path)
+    assert fresh.fold_role == "test" and fresh.split.slices == committed.split.slices
     assert fresh.classification and committed.classification
     assert fresh.segmentation and committed.segmentation
     for key in ("accuracy", "macro_f1"):

@@ -64,7 +64,7 @@ def test_unknown_task_in_a_card_is_one_line(tmp_path: Path) -> None:
 
 
 def test_cards_written_before_the_typed_card_still_load() -> None:
-    card = read_card(REPO / "models" / "default")
+    card = read_card(REPO / "models" / "figshare")
     assert card.task == "joint" and card.id.startswith("figshare-joint-lite0-")
     assert card.data.split.train is not None and card.data.split.train.patients == 142
     assert card.experiment().name == card.name  # its training config validates today

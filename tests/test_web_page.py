@@ -86,6 +86,28 @@ def test_upload_shows_class_probabilities_and_overlay(open_page, server: Server,
     assert not errors, errors  # nothing fetched from outside (no CDN), no script errors
 
 
+def test_unfamiliar_image_shows_the_warning(open_page, server: Server,  # type: ignore[no-untyped-def]
+                                            tmp_path: Path) -> None:
+    from PIL import ImageDraw
+
+    page_image = Image.new("L", (160, 160), 255)
+    draw = ImageDraw.Draw(page_image)
+    for i in range(9):
+        draw.text((6, 6 + 16 * i), f"Discharge letter, line {i}", fill=0)
+    path = tmp_path / "letter.png"
+    page_image.save(path)
+    page = open_page()
+    page.goto(server.url)
+    assert page.is_hidden("#ood-warning")
+    page.set_input_files("#file-input", str(path))
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    warning = page.inner_text("#ood-warning")
+    assert page.is_visible("#ood-warning") and "unlike the training data" in warning
+    assert "unreliable" in warning and "bright background" in warning
+    assert "unreliable" in page.inner_text("#finding")
+
+
 def test_rejected_file_message(open_page, server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = open_page()
     page.goto(server.url)

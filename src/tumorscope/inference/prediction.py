@@ -52,11 +52,14 @@ class Prediction:
     def message(self) -> str:
         """One plain sentence for people: the finding, and a warning when the image is
         unlike what the model was trained on."""
+        p = self.probabilities.get(self.label)
+        odds = f" (p={p:.2f})" if p is not None else ""
         if self.tumour_found:
-            p = self.probabilities.get(self.label)
-            said = f"Tumour found: {self.label}" + (f" (p={p:.2f})." if p is not None else ".")
-        else:
+            said = f"Tumour found: {self.label}{odds}."
+        elif self.label == "no tumour":
             said = "No tumour found."
+        else:  # a model without a "no tumour" outcome, and an empty outline
+            said = f"No tumour outlined (most likely type if there is one: {self.label}{odds})."
         if not self.in_distribution:
             why = "; ".join(self.extra.get("ood_reasons", [])) or "unusual input"
             said += (f" This image is unlike the training data ({why}); the result is "

@@ -57,9 +57,9 @@ async function show(data) {
   const ctx = c.getContext("2d");
   ctx.drawImage(maskImg, 0, 0);
   maskData = ctx.getImageData(0, 0, c.width, c.height);
-  $("predicted-class").textContent = data.tumour_found
-    ? `${data.predicted_class} (${(100 * data.probabilities[data.predicted_class]).toFixed(1)}%)`
-    : "no tumour found";
+  $("predicted-class").textContent = data.predicted_class === "no tumour"
+    ? "no tumour found"
+    : `${data.predicted_class} (${(100 * data.probabilities[data.predicted_class]).toFixed(1)}%)`;
   $("finding").textContent = data.message;
   const warning = $("ood-warning");
   warning.hidden = data.in_distribution;
