@@ -142,3 +142,15 @@ def test_mri_artefact_augmentation_is_seeded_and_stays_in_range() -> None:
     assert a.shape == (64, 64, 1) and a.min() >= 0 and a.max() <= 1
     assert np.abs(a - image).mean() > 0.01  # the artefacts change the image
     assert build_augment(Augment2DConfig(enabled=False)) is None
+
+
+def test_bootstrap_leaves_out_resamples_where_auroc_is_undefined() -> None:
+    from tumorscope.metrics import bootstrap_ci
+
+    # two patients hold all the negatives: many patient resamples have positives only
+    patients = np.array([f"p{i}" for i in range(10) for _ in range(4)])
+    positive = np.array([i >= 2 for i in range(10) for _ in range(4)], float)
+    scores = positive * 0.6 + np.linspace(0, 0.3, 40)
+    low, high = bootstrap_ci(np.stack([scores, positive], 1),
+                             lambda r: auroc(r[:, 0], r[:, 1] > 0.5), 200, groups=patients)
+    assert np.isfinite(low) and np.isfinite(high) and 0.5 < low <= high <= 1.0

@@ -80,7 +80,8 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float],
                  n_resamples: int = 1000, level: float = 0.95, seed: int = 0,
                  groups: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic`` over rows of ``values``; with ``groups``
-    (patient ids) whole groups are resampled, as slices of one patient are not independent."""
+    (patient ids) whole groups are resampled, as slices of one patient are not independent.
+    Resamples where the statistic is undefined (NaN, e.g. AUROC with one class) are left out."""
     rng = np.random.default_rng(seed)
     values = np.asarray(values)
     if groups is None:
@@ -94,7 +95,11 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float],
         rows = np.concatenate([index_sets[i] for i in pick])
         stats.append(statistic(values[rows]))
     alpha = (1 - level) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    defined = np.asarray(stats, dtype=float)
+    defined = defined[np.isfinite(defined)]  # e.g. an AUROC of a resample with one class only
+    if defined.size == 0:
+        return float("nan"), float("nan")
+    return float(np.quantile(defined, alpha)), float(np.quantile(defined, 1 - alpha))
 
 
 def volume_dice(patients: Sequence[str], preds: Sequence[np.ndarray],
