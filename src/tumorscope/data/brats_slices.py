@@ -176,15 +176,15 @@ def exported(root: Path, settings: SliceExport = SliceExport()) -> Path:
 
 @register_dataset("brats-slices")
 def load_brats_slices(root: Path) -> DatasetIndex:
-    """2D slices of BraTS cases, "no tumour" / "tumour", one patient per case."""
+    """2D slices of BraTS cases, "no tumour" / "tumour", one patient per case. Slices of
+    three planes do not stack into one volume, so records carry no ``position``."""
     folder = exported(root)
     records = []
     with (folder / "meta.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             records.append(Record(id=row["id"], image=folder / "images" / f"{row['id']}.png",
                                   mask=folder / "masks" / f"{row['id']}.png",
-                                  label=int(row["tumour"]), patient=row["case"],
-                                  position=int(row["index"])))
+                                  label=int(row["tumour"]), patient=row["case"]))
     if not records:
         raise ScanReadError(folder / "meta.csv", "no rows")
     return DatasetIndex("brats-slices", root, list(CLASSES), records,
