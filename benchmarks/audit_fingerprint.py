@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from tumorscope.data import load_index
-from tumorscope.data.audit import SIZE, fingerprint, mirror, similar_pairs
+from tumorscope.data.audit import fingerprint, mirror, similar_pairs
 from tumorscope.data.slices import load_record
 
 Copy = Callable[[np.ndarray], np.ndarray]
@@ -68,14 +68,7 @@ COPIES: dict[str, Copy] = {
 
 def plain(pixels: np.ndarray) -> np.ndarray | None:
     """The plain fingerprint: 32x32 area average, z-normalised (no blur removed)."""
-    gray = pixels.astype(np.float32)
-    gray = gray.mean(axis=0) if gray.ndim == 3 else gray
-    lo, hi = float(gray.min()), float(gray.max())
-    if hi <= lo:
-        return None
-    small = cv2.resize((gray - lo) / (hi - lo), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    small = small.ravel() - small.mean()
-    return (small / np.linalg.norm(small)).astype(np.float32)
+    return fingerprint(pixels, blur=None)
 
 
 METHODS = {"audit (minus blur)": fingerprint, "plain 32x32": plain}

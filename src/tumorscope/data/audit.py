@@ -88,8 +88,10 @@ def _progress(items: Iterable[T], description: str, total: int) -> Iterator[T]:
     yield from track(items, description, total)
 
 
-def fingerprint(pixels: np.ndarray, size: int = SIZE) -> np.ndarray | None:
-    """``(size*size,)`` float32 vector of unit norm (None for an image without contrast)."""
+def fingerprint(pixels: np.ndarray, size: int = SIZE, blur: float | None = BLUR
+                ) -> np.ndarray | None:
+    """``(size*size,)`` float32 vector of unit norm (None for an image without contrast);
+    ``blur=None`` keeps the smooth part (the plain fingerprint)."""
     import cv2
 
     gray = pixels.astype(np.float32)
@@ -98,7 +100,9 @@ def fingerprint(pixels: np.ndarray, size: int = SIZE) -> np.ndarray | None:
     if hi <= lo:
         return None
     small = cv2.resize((gray - lo) / (hi - lo), (size, size), interpolation=cv2.INTER_AREA)
-    small = (small - cv2.GaussianBlur(small, (0, 0), BLUR)).ravel()
+    if blur is not None:
+        small = small - cv2.GaussianBlur(small, (0, 0), blur)
+    small = small.ravel()
     small -= small.mean()
     norm = float(np.linalg.norm(small))
     return (small / norm).astype(np.float32) if norm > 1e-6 else None

@@ -93,8 +93,9 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
            masks: list[np.ndarray]) -> dict[str, float | None]:
     labels, preds, tumour_p, dice, flagged = [], [], [], [], []
     classes = inferer.classes
-    for record, array, mask in zip(records, arrays, masks, strict=True):
-        (p, m, distance), = inferer.predict_batch([array])
+    outputs = inferer.predict_batch(arrays)  # batches of 16, as evaluation runs
+    for record, array, mask, (p, m, distance) in zip(records, arrays, masks, outputs,
+                                                     strict=True):
         label, found = inferer.decide(p)
         labels.append(record.label)
         preds.append(classes.index(label))

@@ -15,14 +15,7 @@ from tumorscope.inference.prediction import Prediction
 from tumorscope.inference.runtime import Runner
 from tumorscope.io import Scan
 from tumorscope.transforms.slice2d import SlicePreprocessing
-from tumorscope.uncertainty import typicality
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax over axis 1 of ``logits / temperature``."""
-    scaled = logits / temperature
-    shifted = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+from tumorscope.uncertainty import softmax, typicality
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
