@@ -29,11 +29,13 @@ def _free_port() -> int:
 
 
 def start_server(root: Path, *extra: str, env: dict[str, str] | None = None,
-                 ready_headers: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
-    """``tumorscope serve`` with a random test model on a free port, started and ready."""
+                 ready_headers: dict[str, str] | None = None,
+                 model: Path | None = None) -> tuple[Server, subprocess.Popen]:
+    """``tumorscope serve`` with ``model`` (default: a random joint model) on a free port,
+    started and ready."""
     from fixtures import save_random_brats_model, save_random_model
 
-    model = save_random_model(root / "model")
+    model = model or save_random_model(root / "model")
     case_model = save_random_brats_model(root / "case-model")
     tmpdir = root / "tmp"
     tmpdir.mkdir(exist_ok=True)

@@ -121,6 +121,27 @@ def save_random_model(directory: Path, input_size: int = 64) -> Path:
     return directory
 
 
+def save_random_classifier(directory: Path, classes: tuple[str, ...] = ("no tumour", "tumour"),
+                           input_size: int = 64) -> Path:
+    """An untrained classify-task model (timm resnet18, no mask head) with a card."""
+    import torch
+
+    from tumorscope.checkpoint.store import save_checkpoint
+    from tumorscope.models.classifier import classifier_from_config
+
+    torch.manual_seed(0)
+    model_cfg = {"arch": "timm", "name": "resnet18", "encoder_weights": None, "in_channels": 1,
+                 "input_size": input_size, "dropout": 0.0}
+    card = {"name": "random-classifier", "task": "classify", "classes": list(classes),
+            "model": model_cfg,
+            "preprocessing": {"input_size": input_size, "in_channels": 1,
+                              "normalization": "instance"},
+            "data": {"split": {"test_fold": 0, "val_fold": 1}}}
+    net = classifier_from_config(model_cfg, len(classes), load_pretrained=False)
+    save_checkpoint(directory, net.state_dict(), card)
+    return directory
+
+
 def save_random_brats_model(directory: Path, patch: int = 16) -> Path:
     """An untrained 3D BraTS model (SegResNet, 8 filters) with a card, for serving tests."""
     import torch

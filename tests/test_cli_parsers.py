@@ -11,9 +11,9 @@ import pytest
 
 from tumorscope.cli import build_parser, main
 
-COMMANDS = ["train", "evaluate", "calibrate", "predict", "export", "card", "serve", "results",
-            "compare", "robustness", "augment", "demo", "info", "lgg", "explore", "check-data",
-            "prepare"]
+COMMANDS = ["train", "evaluate", "cv", "calibrate", "predict", "export", "card", "serve", "results",
+            "compare", "robustness", "embed", "augment", "demo", "info", "lgg", "explore",
+            "check-data", "prepare", "synthesize"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -86,6 +86,34 @@ def test_upload_shows_class_probabilities_and_overlay(open_page, server: Server,
     assert not errors, errors  # nothing fetched from outside (no CDN), no script errors
 
 
+def test_classifier_page_shows_class_without_mask_section(open_page,  # type: ignore[no-untyped-def]
+                                                          tmp_path: Path) -> None:
+    from conftest_server import start_server
+    from fixtures import save_random_classifier
+
+    live, proc = start_server(tmp_path, model=save_random_classifier(tmp_path / "classifier"))
+    try:
+        page = open_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(live.url)
+        page.set_input_files("#file-input", str(_scan(tmp_path)))
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        classes = page.locator("#probabilities li .label").all_inner_texts()
+        assert sorted(classes) == ["no tumour", "tumour"]
+        assert page.is_hidden("#overlay-controls") and page.is_hidden("#download-mask")
+        measurements = page.inner_text("#measurements")
+        assert "Tumour area" not in measurements and "classifies only" in measurements
+        assert page.get_attribute("#overlay", "data-drawn") == "scan"
+        assert page.inner_text("#finding") in ("No tumour found.", "") or \
+            page.inner_text("#finding").startswith("Tumour found")
+        assert not errors, errors
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def test_unfamiliar_image_shows_the_warning(open_page, server: Server,  # type: ignore[no-untyped-def]
                                             tmp_path: Path) -> None:
     from PIL import ImageDraw

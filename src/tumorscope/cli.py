@@ -17,7 +17,9 @@ from tumorscope.commands import (
     card,
     check_data,
     compare,
+    cv,
     demo,
+    embed,
     evaluate,
     explore,
     export,
@@ -28,6 +30,7 @@ from tumorscope.commands import (
     results,
     robustness,
     serve,
+    synthesize,
     train,
 )
 from tumorscope.errors import TumorscopeError
@@ -36,8 +39,9 @@ from tumorscope.logs import configure as configure_logging
 Handler = Callable[[argparse.Namespace], int]
 
 # the order of ``tumorscope --help``
-SUBCOMMANDS = (train, evaluate, calibrate, predict, export, card, serve, results, compare,
-               robustness, augment, demo, info, lgg, explore, check_data, prepare)
+SUBCOMMANDS = (train, evaluate, cv, calibrate, predict, export, card, serve, results, compare,
+               robustness, embed, augment, demo, info, lgg, explore, check_data, prepare,
+               synthesize)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,6 +91,9 @@ class OptimConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     encoder_lr_mult: float = Field(1.0, gt=0)
+    layer_groups: int = Field(1, ge=1, description="the body split by depth into this many "
+                              "groups, learning rates geometric from lr*encoder_lr_mult (stem) "
+                              "to lr (head), fastai's discriminative rates")
     freeze_encoder_epochs: int = Field(0, ge=0)
 
 
@@ -182,6 +185,9 @@ class ExperimentConfig(_Strict):
     name: str = "experiment"
     seed: int = 42
     task: str = "joint"
+    init_weights: str | None = Field(None, description="warm start from a tumorscope model "
+                                     "folder or a state-dict file: tensors whose name and shape "
+                                     "match are loaded (not on --resume)")
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -225,6 +231,68 @@ class JointExperiment(ExperimentConfig):
     model: JointModelConfig = JointModelConfig()
     loss: JointLossConfig = JointLossConfig()
     augment: Augment2DConfig = Augment2DConfig()
+
+
+class ClassifierModelConfig(_Strict):
+    """A slice classifier: any timm model by name (``arch: timm``), or the capsule network
+    (``arch: capsule``, models/capsule.py). No mask head."""
+
+    arch: Literal["timm", "capsule"] = "timm"
+    name: str = Field("resnet50", min_length=1, description="timm model name (arch: timm)")
+    encoder_weights: str | None = Field(None, description="'imagenet' (needs internet), a "
+                                        "local weights file, 'efficientnet-lite0-package' "
+                                        "(name tf_efficientnet_lite0) or none")
+    in_channels: int = Field(1, ge=1)
+    input_size: int = Field(256, ge=16, description="the size the exported model takes")
+    normalization: Literal["instance", "global"] = "instance"
+    dropout: float = Field(0.2, ge=0, lt=1)
+    # capsule network (arch: capsule); defaults give 3.64M parameters for 3 classes
+    routing_iterations: int = Field(3, ge=1)
+    reconstruction: bool = False
+
+
+class ClassifyLossConfig(_Strict):
+    """Cross-entropy for timm models; margin loss (+ reconstruction) for the capsule net."""
+
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    reconstruction_weight: float = Field(0.0005, ge=0)
+
+
+class StageConfig(_Strict):
+    """One stage of transfer learning / progressive resizing: ``epochs`` at ``input_size``
+    with the body frozen or not; the learning rate restarts at ``lr_mult * optim.lr``."""
+
+    epochs: int = Field(ge=1)
+    input_size: int | None = Field(None, ge=16)
+    freeze_body: bool = False
+    lr_mult: float = Field(1.0, gt=0)
+
+
+@register_task_config
+class ClassifyExperiment(ExperimentConfig):
+    """The classify task: a slice classifier (no mask), trained in stages (frozen body, then
+    unfrozen with per-layer-group learning rates; progressive resizing)."""
+
+    task: Literal["classify"] = "classify"
+    model: ClassifierModelConfig = ClassifierModelConfig()
+    loss: ClassifyLossConfig = ClassifyLossConfig()
+    augment: Augment2DConfig = Augment2DConfig()
+    stages: list[StageConfig] = Field(default_factory=list, description="empty: one stage of "
+                                      "trainer.epochs at model.input_size")
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> ClassifyExperiment:
+        if not self.stages:
+            return self
+        last = self.stages[-1].input_size
+        if last is not None and last != self.model.input_size:
+            raise ValueError(f"the last stage's input_size ({last}) must be model.input_size "
+                             f"({self.model.input_size}): that is the size the model is "
+                             "exported at")
+        total = sum(s.epochs for s in self.stages)
+        if self.trainer.epochs != total:
+            self.trainer = self.trainer.model_copy(update={"epochs": total})
+        return self
 
 
 Modality = Literal["t1", "t1ce", "t2", "flair"]

@@ -1,4 +1,5 @@
-"""``tumorscope predict``: class, tumour mask and overlay for scan files."""
+"""``tumorscope predict``: class, tumour mask and overlay for scan files (a classifier: class
+and probabilities)."""
 
 from __future__ import annotations
 
@@ -70,18 +71,20 @@ def run(args: argparse.Namespace) -> int:
         raise TumorscopeError(folder, f"is a folder (a BraTS case?); model {predictor.model_id} "
                               "takes single scans: give files, or --checkpoint a BraTS model")
     records = predict_files(predictor, files, args.out, args.slice_index)
+    segments = predictor.card.task != "classify"
     table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
-    for col in ["file", "class", *predictor.classes, "tumour size", "area / volume"]:
+    sizes = ["tumour size", "area / volume"] if segments else []
+    for col in ["file", "class", *predictor.classes, *sizes]:
         table.add_column(col)
     for r in records:
         table.add_row(Path(r["file"]).name, r["class"],
                       *(f"{r['probabilities'][c]:.3f}" for c in predictor.classes),
-                      *tumour_size(r))
+                      *(tumour_size(r) if segments else ()))
     Console().print(table)
     for r in records:
         if not r.get("in_distribution", True) or not r.get("tumour_found", True):
             print(f"{Path(r['file']).name}: {r['message']}")
-    print(f"masks, overlays and JSON written to {args.out}/")
+    print(f"{'masks, overlays and JSON' if segments else 'JSON'} written to {args.out}/")
     return 0
 
 

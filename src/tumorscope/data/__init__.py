@@ -7,6 +7,7 @@ from tumorscope.data import (  # noqa: F401  (register the built-ins)
     imagefolder,
     lgg,
     mixed,
+    synthetic,
 )
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import dataset_names, load_index, register_dataset

@@ -39,6 +39,8 @@ class SliceExport:
     min_brain_fraction: float = 0.15  # of the plane's largest brain section
     min_tumour_fraction: float = 0.01  # of the slice's brain area, to count as tumour
     margin: int = 8  # voxels kept around the brain
+    planes: tuple[str, ...] = PLANES
+    modality: str | None = None  # one modality for every slice; None: cycling
 
     def key(self, root: Path) -> str:
         text = json.dumps({"root": str(root.resolve()), **asdict(self), "format": EXPORT_FORMAT})
@@ -103,8 +105,8 @@ def export_case(case: BratsCase, out: Path, settings: SliceExport) -> list[dict[
     image, tumour, brain = image[channels_box], tumour[box], brain[box]
     scaled = [to_uint8(channel, brain) for channel in image]
     rows: list[dict[str, object]] = []
-    for p, plane in enumerate(PLANES):
-        axis = 2 - p  # axial: z, coronal: y, sagittal: x
+    for p, plane in enumerate(settings.planes):
+        axis = 2 - PLANES.index(plane)  # axial: z, coronal: y, sagittal: x
         other = tuple(a for a in range(3) if a != axis)
         area = brain.sum(axis=other)
         inside = np.flatnonzero(area >= settings.min_brain_fraction * area.max())
@@ -116,7 +118,7 @@ def export_case(case: BratsCase, out: Path, settings: SliceExport) -> list[dict[
             tumour_px = int(np.take(tumour, index, axis=axis).sum())
             if 0 < tumour_px < settings.min_tumour_fraction * brain_px:
                 continue
-            modality = MODALITIES[(i + p) % len(MODALITIES)]
+            modality = settings.modality or MODALITIES[(i + p) % len(MODALITIES)]
             slice_id = f"{case.case_id}_{plane}_{index:03d}_{modality}"
             pixels = _sections(scaled[MODALITIES.index(modality)], axis, index)
             mask = _sections(tumour, axis, index)
@@ -178,7 +180,30 @@ def exported(root: Path, settings: SliceExport = SliceExport()) -> Path:
 def load_brats_slices(root: Path) -> DatasetIndex:
     """2D slices of BraTS cases, "no tumour" / "tumour", one patient per case. Slices of
     three planes do not stack into one volume, so records carry no ``position``."""
-    folder = exported(root)
+    return index_export(root, "brats-slices", SliceExport())
+
+
+def axial_export(modality: str) -> SliceExport:
+    """Axial slices of one modality, every brain slice but thin ends (the original ResNet50
+    tumour-detection data: BraTS FLAIR slices labelled from the segmentation)."""
+    return SliceExport(per_plane=160, planes=("axial",), modality=modality)
+
+
+def _register_axial(modality: str) -> None:
+    @register_dataset(f"brats-axial-{modality}")
+    def load(root: Path) -> DatasetIndex:
+        return index_export(root, f"brats-axial-{modality}", axial_export(modality))
+
+    load.__doc__ = f"Axial {modality} slices of BraTS cases, tumour / no tumour, by case."
+
+
+for _modality in MODALITIES:
+    _register_axial(_modality)
+
+
+def index_export(root: Path, name: str, settings: SliceExport) -> DatasetIndex:
+    """The records of a slice export (made on first use)."""
+    folder = exported(root, settings)
     records = []
     with (folder / "meta.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -187,5 +212,5 @@ def load_brats_slices(root: Path) -> DatasetIndex:
                                   label=int(row["tumour"]), patient=row["case"]))
     if not records:
         raise ScanReadError(folder / "meta.csv", "no rows")
-    return DatasetIndex("brats-slices", root, list(CLASSES), records,
+    return DatasetIndex(name, root, list(CLASSES), records,
                         {"split": "computed (by case)", "export": str(folder)})

@@ -64,6 +64,15 @@ class ResumableLoader(DataLoader):
         self.order = order
         self.batches_done = 0
         self.epoch_finished = False
+        self.sizes: dict[int, int] = {}  # epoch -> dataset.size (progressive resizing)
+
+    def __iter__(self) -> Any:
+        # the epoch's input size before the iterator exists: worker processes copy the
+        # dataset when it is made, which on a (resumed) run's first epoch is before any hook
+        size = self.sizes.get(self.order.epoch)
+        if size is not None:
+            self.dataset.size = size  # type: ignore[attr-defined]
+        return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.order.epoch, "batches_done": self.batches_done,

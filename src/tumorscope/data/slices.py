@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tumorscope.config import JointExperiment
+from tumorscope.config import ClassifyExperiment, JointExperiment
 from tumorscope.data.records import Record
 from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
 from tumorscope.data.splits import Split
@@ -47,21 +47,24 @@ class SliceDataset(Dataset):
         self.channels, self.size = channels, size
         self.normalization, self.stats = normalization, stats
         self.augment = augment
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        # keyed by size too: progressive resizing changes ``size`` between epochs
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = (
+            {} if cache else None)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def resized(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(C,S,S)`` float image in [0,1] and ``(S,S)`` uint8 mask, cached when enabled."""
-        if self._cache is not None and index in self._cache:
-            return self._cache[index]
+        key = (index, self.size)
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
         record = self.records[index]
         pixels, mask = load_record(record)
         item = (load_model_input(pixels, self.channels, self.size, record.image).astype(np.float16),
                 resize_mask(mask, self.size))
         if self._cache is not None:
-            self._cache[index] = item
+            self._cache[key] = item
         return item
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
@@ -91,7 +94,7 @@ def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, 
     return float(stacked.mean()), float(stacked.std())
 
 
-def slice_loaders(cfg: JointExperiment, split: Split) -> Loaders:
+def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Loaders:
     """Resumable training and validation loaders over the split's slices; the training set
     is augmented, and its mean/std computed when the model uses global normalisation."""
     from tumorscope.transforms.augment import build_augment
@@ -101,8 +104,10 @@ def slice_loaders(cfg: JointExperiment, split: Split) -> Loaders:
                             augment=build_augment(cfg.augment), cache=cfg.data.cache)
     stats = dataset_stats(train_ds) if m.normalization == "global" else None
     train_ds.stats = stats
+    # persistent workers would keep the dataset of the first epoch, at its input size
+    resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
-                          "persistent_workers": cfg.data.num_workers > 0}
+                          "persistent_workers": cfg.data.num_workers > 0 and not resizing}
     train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed),
                             drop_last=len(train_ds) > cfg.trainer.batch_size, **kw)
     if not split.val:

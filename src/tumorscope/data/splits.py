@@ -36,10 +36,14 @@ def patient_folds(records: list[Record], n_folds: int, seed: int) -> dict[str, i
 
 
 def assign_folds(index: DatasetIndex, n_folds: int, seed: int, source: str) -> dict[str, int]:
-    """Fold of each patient: the dataset's own split when it has one and ``source`` is
-    'dataset', else computed. Raises if a shipped split puts a patient in two folds."""
+    """Fold of each patient: the dataset's own split when it has one with ``n_folds`` folds
+    and ``source`` is 'dataset', else computed (patient-grouped, stratified; e.g. 7-fold
+    cross-validation on figshare, which ships 5). Raises if a shipped split puts a patient in
+    two folds."""
     shipped = [r for r in index.records if r.fold is not None]
-    if source == "dataset" and len(shipped) == len(index.records):
+    shipped_folds = {r.fold for r in shipped}
+    if source == "dataset" and len(shipped) == len(index.records) \
+            and shipped_folds == set(range(n_folds)):
         fold_of: dict[str, int] = {}
         for r in shipped:
             if fold_of.setdefault(r.patient, int(r.fold)) != r.fold:  # type: ignore[arg-type]

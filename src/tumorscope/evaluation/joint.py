@@ -45,7 +45,7 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
             flagged.append(not inferer.verdict(array, distance)["in_distribution"])
     cm = confusion_matrix(labels, preds, len(classes))
     cls = classification_metrics(cm, classes)
-    seg = segmentation_metrics(pred_masks, true_masks)
+    seg = segmentation_metrics(pred_masks, true_masks) if inferer.segments else None
     dice = per_image_dice(pred_masks, true_masks)
     patients = np.array([r.patient for r in records])
     correct = (np.array(labels) == np.array(preds)).astype(float)
@@ -54,9 +54,11 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
         "accuracy": bootstrap_ci(correct, np.mean, 500, groups=patients),
         "macro_f1": bootstrap_ci(np.stack([labels, preds], 1), _macro_f1(len(classes), classes),
                                  500, groups=patients),
-        "dice_mean_tumour": bootstrap_ci(dice[tumour], np.mean, 500, groups=patients[tumour])
-        if tumour.any() else (float("nan"), float("nan")),
     }
+    if inferer.segments:
+        ci["dice_mean_tumour"] = (bootstrap_ci(dice[tumour], np.mean, 500,
+                                               groups=patients[tumour])
+                                  if tumour.any() else (float("nan"), float("nan")))
     source = job.index.info.get("split")
     metrics = {
         "checkpoint": str(job.checkpoint), "model_id": job.predictor.model_id, "fold": fold,

@@ -93,23 +93,24 @@ def render_report(metrics: EvaluationResult, records: Sequence[Any],
                   labels: Sequence[int], preds: Sequence[int], probs: np.ndarray,
                   dice: np.ndarray, classes: list[str], gallery: int,
                   curves: bytes | None = None) -> str:
-    """Build the HTML report of a joint-task evaluation."""
+    """Build the HTML report of a 2D slice model's evaluation (a classifier has no
+    segmentation rows, Dice histogram or outlines)."""
     cls, seg, split = metrics.classification, metrics.segmentation, metrics.split
-    assert cls is not None and seg is not None  # the joint task has both
+    assert cls is not None  # every 2D slice model classifies
     note = (f"<p class=note>Fold {metrics.fold} ({metrics.fold_role} fold for this model): "
             f"{split.slices} slices from {split.patients} patients. Split: "
             f"{split.source}. Patients never cross folds. 95% intervals: patient-level "
             "bootstrap (500 resamples).</p>")
-    summary = table([
-        ["accuracy", cls.accuracy, _interval(metrics, "accuracy")],
-        ["macro-F1", cls.macro_f1, _interval(metrics, "macro_f1")],
-        ["Dice, mean over tumour slices", seg.dice_mean_tumour,
-         _interval(metrics, "dice_mean_tumour")],
-        ["Dice, mean over all slices", seg.dice_mean, ""],
-        ["Dice, pooled", seg.dice_pooled, ""],
-        ["IoU, mean over tumour slices", seg.iou_mean_tumour, ""],
-        ["IoU, pooled", seg.iou_pooled, ""],
-    ], ["metric", "value", "95% CI"])
+    rows: list[list[Any]] = [["accuracy", cls.accuracy, _interval(metrics, "accuracy")],
+                              ["macro-F1", cls.macro_f1, _interval(metrics, "macro_f1")]]
+    if seg is not None:
+        rows += [["Dice, mean over tumour slices", seg.dice_mean_tumour,
+                  _interval(metrics, "dice_mean_tumour")],
+                 ["Dice, mean over all slices", seg.dice_mean, ""],
+                 ["Dice, pooled", seg.dice_pooled, ""],
+                 ["IoU, mean over tumour slices", seg.iou_mean_tumour, ""],
+                 ["IoU, pooled", seg.iou_pooled, ""]]
+    summary = table(rows, ["metric", "value", "95% CI"])
     per_class = table([[n, v.precision, v.recall, v.f1, v.support]
                        for n, v in cls.per_class.items()],
                       ["class", "precision", "recall", "F1", "slices"])
@@ -120,14 +121,16 @@ def render_report(metrics: EvaluationResult, records: Sequence[Any],
     figures = []
     for i in worst_cases(labels, preds, dice, true_masks, gallery):
         rgb = overlay(image(i), pred_masks[i], true_masks[i])
+        said = f"<br>Dice {dice[i]:.2f}" if seg is not None else ""
         caption = (f"{records[i].id} (patient {records[i].patient})<br>true {classes[labels[i]]},"
-                   f" predicted {classes[preds[i]]} ({probs[i].max():.0%})<br>Dice {dice[i]:.2f}")
+                   f" predicted {classes[preds[i]]} ({probs[i].max():.0%}){said}")
         figures.append(f"<figure>{img_tag(_png(rgb), records[i].id)}<figcaption>{caption}"
                        "</figcaption></figure>")
     legend = "<p>Outlines: <b style='color:#d4a800'>predicted</b>, " \
              "<b style='color:#00a050'>ground truth</b>.</p>"
     sections = [("Split", note), ("Summary", summary), ("Per class", per_class + cm_img),
-                ("Segmentation", hist), ("Worst cases", legend + "".join(figures))]
+                *([("Segmentation", hist)] if seg is not None else []),
+                ("Worst cases", (legend if seg is not None else "") + "".join(figures))]
     if metrics.volumes is not None:
         sections.insert(3, ("Patient volumes", _volumes_section(metrics.volumes)))
     if metrics.trust is not None:

@@ -1,5 +1,7 @@
-"""Inference for the joint task: class probabilities and a tumour mask for a slice; for a
-volume, every axial slice (MONAI ``SliceInferer``) with a tumour-area-weighted class."""
+"""Inference for 2D slice models: class probabilities and, for the joint task, a tumour mask
+for a slice; for a volume, every axial slice (MONAI ``SliceInferer``) with a
+tumour-area-weighted class. A classifier (classify task) gives no mask: its predictions say
+so (``segmentation: false``) and carry an empty one."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tumorscope.inference.input_checks import unlike_mri
 from tumorscope.inference.prediction import Prediction
 from tumorscope.inference.runtime import Runner
 from tumorscope.io import Scan
+from tumorscope.tasks.registry import get_task
 from tumorscope.transforms.slice2d import SlicePreprocessing
 from tumorscope.uncertainty import softmax, typicality
 
@@ -36,7 +39,12 @@ class JointInferer:
         self.pre = SlicePreprocessing.from_card(card.preprocessing)
         self.classes = list(card.classes)
         self.calibration = card.calibration or Calibration(fitted_on="none")
+        self.segments = "mask_logits" in get_task(card.task, "model card task").outputs
         none = self.calibration.no_tumour_class
+        if none is None and not self.segments:  # an uncalibrated classifier decides by its
+            from tumorscope.evaluation.calibrate import no_tumour_class  # own "no tumour" class
+
+            none = no_tumour_class(self.classes)
         self.no_tumour = self.classes.index(none) if none in self.classes else None
 
     @staticmethod
@@ -50,13 +58,19 @@ class JointInferer:
         for a model without them); TTA averages the flipped view."""
         t = self.calibration.temperature
         out = self.runner(batch)
-        probs, mask_prob = softmax(out["class_logits"], t), sigmoid(out["mask_logits"])
+        probs, mask_prob = softmax(out["class_logits"], t), self._mask(out, len(batch))
         distance = out.get("ood_distance")
         if self.tta:
             flipped = self.runner(np.ascontiguousarray(batch[..., ::-1]))
             probs = (probs + softmax(flipped["class_logits"], t)) / 2
-            mask_prob = (mask_prob + sigmoid(flipped["mask_logits"])[..., ::-1]) / 2
+            mask_prob = (mask_prob + self._mask(flipped, len(batch))[..., ::-1]) / 2
         return probs, mask_prob, distance
+
+    def _mask(self, out: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Mask probabilities ``(B, 1, S, S)``; a classifier's are 0 (one pixel, resized)."""
+        if not self.segments:
+            return np.zeros((n, 1, 1, 1), np.float32)
+        return sigmoid(out["mask_logits"])
 
     def _probabilities(self, arrays: list[np.ndarray], sources: list[Any]
                        ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
@@ -158,7 +172,11 @@ class JointInferer:
         label, found = self.decide(probs)
         if found is False:
             mask = np.zeros_like(mask)  # "no tumour found" shows no outline
-        info: dict[str, Any] = {"tumour_found": bool(mask.any()) if found is None else found,
+        assumes = found is None and not self.segments  # a type classifier: tumour presumed
+        info: dict[str, Any] = {"segmentation": self.segments,
+                                **({"assumes_tumour": True} if assumes else {}),
+                                "tumour_found": (assumes or bool(mask.any())) if found is None
+                                else found,
                                 "tumour_probability": self.tumour_probability(probs),
                                 **(extra or {})}
         return Prediction(label=label,

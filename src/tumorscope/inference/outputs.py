@@ -53,9 +53,20 @@ def prepare_output_folder(out_dir: Path) -> Path:
 
 def write_outputs(scan: Scan, pred: Prediction, out_dir: Path,
                   stem: str | None = None) -> dict[str, Any]:
-    """Write mask, overlay and JSON for one prediction; returns the JSON record."""
+    """Write mask, overlay and JSON for one prediction (a classifier's: the JSON only);
+    returns the JSON record."""
     assert scan.path is not None
     stem = stem or output_stem(scan.path)
+    files: dict[str, str] = {}
+    if pred.extra.get("segmentation", True):
+        files = _mask_files(scan, pred, out_dir, stem)
+    record = {"file": str(scan.path), **pred.record(), "outputs": files}
+    write_json(out_dir / f"{stem}.json", record)
+    return record
+
+
+def _mask_files(scan: Scan, pred: Prediction, out_dir: Path, stem: str) -> dict[str, str]:
+    """The mask (PNG, or NIfTI for a NIfTI input) and an overlay picture."""
     files: dict[str, str] = {}
     if scan.format == "nifti":
         mask_path = write_mask_nifti(out_dir / f"{stem}_mask.nii.gz", pred.mask, scan.affine)
@@ -70,9 +81,7 @@ def write_outputs(scan: Scan, pred: Prediction, out_dir: Path,
     else:
         rgb = overlay(scan.array, pred.mask)
     files["overlay"] = str(write_png(out_dir / f"{stem}_overlay.png", rgb))
-    record = {"file": str(scan.path), **pred.record(), "outputs": files}
-    write_json(out_dir / f"{stem}.json", record)
-    return record
+    return files
 
 
 def predict_files(predictor: Predictor, files: list[Path], out_dir: Path,

@@ -54,7 +54,10 @@ class Prediction:
         unlike what the model was trained on."""
         p = self.probabilities.get(self.label)
         odds = f" (p={p:.2f})" if p is not None else ""
-        if self.tumour_found:
+        if self.extra.get("assumes_tumour"):
+            said = (f"Tumour type: {self.label}{odds}; this model assumes a tumour is present "
+                    "and cannot say there is none.")
+        elif self.tumour_found:
             said = f"Tumour found: {self.label}{odds}."
         elif self.label == "no tumour":
             said = "No tumour found."
@@ -69,10 +72,11 @@ class Prediction:
     def record(self) -> dict[str, Any]:
         """JSON-ready summary."""
         volume = self.mask.ndim == 3
+        outline = {"tumour_area_pixels" if not volume else "tumour_voxels": self.area_pixels,
+                   "tumour_area_mm2" if not volume else "tumour_volume_mm3": self.area_mm2,
+                   "bounding_box": self.bounding_box(), "mask_shape": list(self.mask.shape)}
         return {"class": self.label, "message": self.message(),
                 "probabilities": self.probabilities,
-                "tumour_area_pixels" if not volume else "tumour_voxels": self.area_pixels,
-                "tumour_area_mm2" if not volume else "tumour_volume_mm3": self.area_mm2,
-                "bounding_box": self.bounding_box(), "mask_shape": list(self.mask.shape),
+                **(outline if self.extra.get("segmentation", True) else {}),
                 "spacing_mm": list(self.spacing) if self.spacing else None,
                 "model_id": self.model_id, **self.extra}

@@ -257,6 +257,18 @@ class CapsuleNet(nn.Module):
         """Globally averaged front-end features [B, channels[-1]] (for embeddings)."""
         return self.encoder(x).mean(dim=(2, 3))
 
+    def body_groups(self, n: int) -> list[list[nn.Parameter]]:
+        """Front-end layers and primary capsules, by depth, cut into ``n`` groups."""
+        from tumorscope.models.classifier import split_evenly
+
+        layers = [list(m.parameters()) for m in self.encoder] + [list(self.primary.parameters())]
+        return split_evenly(layers, n)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Class capsules (and the decoder): what learns at the full rate."""
+        body = {id(p) for group in self.body_groups(1) for p in group}
+        return [p for p in self.parameters() if id(p) not in body]
+
     def capsule_features(self, x: torch.Tensor) -> torch.Tensor:
         """The class capsules flattened [B, K*D] (the representation the decision uses)."""
         return self.capsules(x).flatten(1)

@@ -82,7 +82,9 @@ def load_lite0_package(encoder: nn.Module, in_channels: int) -> None:
     missing = wanted - set(mapped)
     if missing:
         raise CheckpointError(LITE0_PACKAGE, f"encoder tensors not covered: {sorted(missing)[:5]}")
-    encoder.load_state_dict({k: v for k, v in mapped.items() if k in wanted}, strict=False)
+    own = encoder.state_dict()  # a classifier's own head (other class count) stays as built
+    encoder.load_state_dict({k: v for k, v in mapped.items()
+                             if k in wanted and v.shape == own[k].shape}, strict=False)
 
 
 def load_encoder_file(encoder: nn.Module, path: Path, in_channels: int) -> None:
@@ -104,3 +106,19 @@ def load_encoder_file(encoder: nn.Module, path: Path, in_channels: int) -> None:
         raise CheckpointError(path, f"only {covered}/{len(own)} encoder tensors match; is this "
                               "an encoder of the configured type?")
     encoder.load_state_dict(matching, strict=False)
+
+
+def load_matching(model: nn.Module, source: Path) -> tuple[int, list[str]]:
+    """Warm start: copy into ``model`` every tensor of ``source`` (a tumorscope model folder
+    or a ``.safetensors`` / ``.pt`` state dict) whose name and shape match; returns how many
+    were loaded and the model's tensors left at their initialisation (e.g. a classification
+    head with another number of classes). Fewer than half matching is an error."""
+    path = source / "model.safetensors" if source.is_dir() else source
+    state = read_state_dict(path)
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    if len(matching) < 0.5 * len(own):
+        raise CheckpointError(path, f"only {len(matching)}/{len(own)} tensors match the "
+                              "configured model; is it the same architecture and encoder?")
+    model.load_state_dict(matching, strict=False)
+    return len(matching), sorted(k for k in own if k not in matching)

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tumorscope import __version__
 from tumorscope.errors import ScanReadError, TumorscopeError
+from tumorscope.inference.prediction import Prediction
 from tumorscope.inference.predictor import Predictor
 from tumorscope.io import read_scan_bytes
 from tumorscope.io.scan import DecodeBudget, Scan, shrink
@@ -109,17 +110,16 @@ def _answer(predictor: Predictor, upload: Upload, settings: ServeSettings,
     pred = predictor.predict_scan(scan)
     t2 = time.perf_counter()
     mask = pred.mask
+    segments = bool(pred.extra.get("segmentation", True))
     response = {
         "filename": Path(upload.name).name, "predicted_class": pred.label,
         "message": pred.message(), "tumour_found": pred.tumour_found,
         "tumour_probability": pred.extra.get("tumour_probability"),
         "in_distribution": pred.in_distribution, "typicality": pred.extra.get("typicality"),
         "ood_reasons": pred.extra.get("ood_reasons", []),
-        "probabilities": pred.probabilities,
-        "mask_png_base64": png_base64(mask.astype(np.uint8) * 255),
-        "mask_rle": rle_encode(mask), "image_png_base64": png_base64(_display(scan.array)),
-        "tumour_area_pixels": pred.area_pixels, "tumour_area_mm2": pred.area_mm2,
-        "bounding_box": pred.bounding_box(), "shape": list(mask.shape),
+        "probabilities": pred.probabilities, "segmentation": segments,
+        "image_png_base64": png_base64(_display(scan.array)), "shape": list(mask.shape),
+        **(_outline(pred) if segments else dict.fromkeys(OUTLINE_FIELDS)),
         "spacing_mm": list(scan.spacing) if scan.spacing else None,
         "slice_index": slice_index, "model_id": predictor.model_id,
         "original_shape": list(scan.meta.get("original_shape", mask.shape)),
@@ -128,6 +128,17 @@ def _answer(predictor: Predictor, upload: Upload, settings: ServeSettings,
     response["timing_ms"] = {"decode": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
                              "total": 1000 * (time.perf_counter() - t0)}
     return response
+
+
+OUTLINE_FIELDS = ("mask_png_base64", "mask_rle", "tumour_area_pixels", "tumour_area_mm2",
+                  "bounding_box")
+
+
+def _outline(pred: Prediction) -> dict[str, Any]:
+    """The mask fields of a response (a segmenting model's)."""
+    return {"mask_png_base64": png_base64(pred.mask.astype(np.uint8) * 255),
+            "mask_rle": rle_encode(pred.mask), "tumour_area_pixels": pred.area_pixels,
+            "tumour_area_mm2": pred.area_mm2, "bounding_box": pred.bounding_box()}
 
 
 def _display(array: np.ndarray) -> np.ndarray:

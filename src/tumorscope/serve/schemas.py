@@ -38,11 +38,13 @@ class PredictResponse(BaseModel):
                                      "(1 typical, 0 unlike any); calibrated models only")
     ood_reasons: list[str] = Field(default_factory=list)
     probabilities: dict[str, float]
-    mask_png_base64: str = Field(description="binary mask, 0/255 PNG at the scan's size")
-    mask_rle: MaskRLE
+    segmentation: bool = Field(True, description="false for a classifier (no mask head): the "
+                               "mask fields are then null")
+    mask_png_base64: str | None = Field(description="binary mask, 0/255 PNG at the scan's size")
+    mask_rle: MaskRLE | None
     image_png_base64: str = Field(description="the (slice of the) scan as an 8-bit PNG, "
                                   "for display")
-    tumour_area_pixels: int
+    tumour_area_pixels: int | None
     tumour_area_mm2: float | None
     bounding_box: BoundingBox | None
     shape: list[int] = Field(description="the mask's [rows, cols]: the slice's size, or the "

@@ -4,6 +4,8 @@ optimiser step."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
@@ -12,13 +14,24 @@ from torch import nn
 from tumorscope.config import ExperimentConfig
 from tumorscope.tasks.rng import rng_states, set_rng_states
 
+log = logging.getLogger("tumorscope.train")
+
 
 class EmaModule(L.LightningModule):
     """Subclasses set ``self.model`` and then call :meth:`_setup_ema`."""
 
     model: nn.Module
 
-    def _setup_ema(self, cfg: ExperimentConfig) -> None:
+    def _setup_ema(self, cfg: ExperimentConfig, load_pretrained: bool = True) -> None:
+        """Warm-start ``self.model`` from ``cfg.init_weights`` (a new run only: a resumed run's
+        checkpoint has its weights), then start the EMA copy from it."""
+        if load_pretrained and cfg.init_weights:
+            from tumorscope.models.pretrained import load_matching
+
+            loaded, fresh = load_matching(self.model, Path(cfg.init_weights).expanduser())
+            log.info("init_weights %s: %d tensors loaded, %d initialised fresh%s",
+                     cfg.init_weights, loaded, len(fresh), f" ({', '.join(fresh[:4])})"
+                     if fresh else "")
         self.ema: Any = None  # timm ModelEmaV3
         if cfg.ema.enabled:
             from timm.utils import ModelEmaV3

@@ -1,7 +1,8 @@
 """Optimiser and learning-rate schedule for every task, from the ``optim`` and ``scheduler``
-sections: differential learning rates (the pretrained body at ``lr * encoder_lr_mult``), a
-frozen body for the first ``freeze_encoder_epochs`` (transfer learning), warm-up, cosine or
-reduce-on-plateau."""
+sections: differential learning rates (the pretrained body at ``lr * encoder_lr_mult``, or
+split by depth into ``layer_groups`` with rates rising geometrically to the head's), a frozen
+body for the first ``freeze_encoder_epochs`` or a stage's ``freeze_body`` (transfer
+learning), warm-up, cosine (restarting per stage) or reduce-on-plateau."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from torch import nn
 
 from tumorscope.config import ExperimentConfig
 
-BODY = "encoder"  # the parameter group that learns slower and may start frozen
+BODY = "encoder"  # the parameter group(s) that learn slower and may start frozen
+
+
+def is_body(name: str) -> bool:
+    """Whether parameter group ``name`` is (a depth slice of) the body."""
+    return name == BODY or name.startswith(f"{BODY}.")
 
 
 def parameter_groups(model: nn.Module, body: nn.Module | None) -> dict[str, list[nn.Parameter]]:
@@ -24,6 +30,23 @@ def parameter_groups(model: nn.Module, body: nn.Module | None) -> dict[str, list
     body_params = list(body.parameters())
     ids = {id(p) for p in body_params}
     return {BODY: body_params, "head": [p for p in model.parameters() if id(p) not in ids]}
+
+
+def layer_groups(body_groups: list[list[nn.Parameter]], head: list[nn.Parameter]
+                 ) -> dict[str, list[nn.Parameter]]:
+    """``{"encoder.0": stem, ..., "encoder.{n-1}": deepest body group, "head": head}``."""
+    return {**{f"{BODY}.{i}": g for i, g in enumerate(body_groups)}, "head": head}
+
+
+def lr_mult(cfg: ExperimentConfig, name: str, groups: int) -> float:
+    """A group's learning-rate multiplier: ``encoder_lr_mult`` for the body; with several
+    body groups, geometric from ``encoder_lr_mult`` (stem) towards 1 (the head)."""
+    if not is_body(name):
+        return 1.0
+    if name == BODY:
+        return cfg.optim.encoder_lr_mult
+    depth = int(name.rsplit(".", 1)[1])
+    return float(cfg.optim.encoder_lr_mult ** (1 - depth / groups))
 
 
 def _optimizer(cfg: ExperimentConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
@@ -65,8 +88,8 @@ def configure_optimisation(cfg: ExperimentConfig,
                            groups: dict[str, list[nn.Parameter]]) -> dict[str, Any]:
     """What a LightningModule's ``configure_optimizers`` returns, for named parameter groups."""
     o, s = cfg.optim, cfg.scheduler
-    param_groups = [{"params": params, "name": name,
-                     "lr": o.lr * (o.encoder_lr_mult if name == BODY else 1.0)}
+    body_groups = sum(is_body(n) for n in groups)
+    param_groups = [{"params": params, "name": name, "lr": o.lr * lr_mult(cfg, name, body_groups)}
                     for name, params in groups.items()]
     opt = _optimizer(cfg, param_groups)
     if s.name == "plateau":
@@ -75,6 +98,10 @@ def configure_optimisation(cfg: ExperimentConfig,
             min_lr=s.min_lr)
         return {"optimizer": opt, "lr_scheduler": {
             "scheduler": sched, "monitor": cfg.early_stopping.monitor, "interval": "epoch"}}
+    from tumorscope.tasks.stages import staged_lr_factor
+
+    staged = bool(getattr(cfg, "stages", None))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, [lr_factor(cfg, frozen=name == BODY) for name in groups])
+        opt, [staged_lr_factor(cfg, is_body(name)) if staged else lr_factor(cfg, is_body(name))
+              for name in groups])
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -112,3 +112,15 @@ register_task(TaskSpec(
     evaluator="tumorscope.evaluation.brats:evaluate_brats",
     card_markdown="tumorscope.evaluation.brats_card:render_brats_card",
 ))
+
+register_task(TaskSpec(
+    name="classify",
+    outputs=("class_logits",),
+    network="tumorscope.models.classifier:classifier_from_config",
+    module="tumorscope.tasks.classify:ClassifyTask",
+    data="tumorscope.data.slices:slice_loaders",
+    card_section="tumorscope.transforms.slice2d:card_preprocessing",
+    inferer="tumorscope.inference.joint:JointInferer",
+    evaluator="tumorscope.evaluation.joint:evaluate_joint",
+    card_markdown="tumorscope.evaluation.classifier_card:render_classifier_card",
+))

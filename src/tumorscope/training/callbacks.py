@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tumorscope.config import ExperimentConfig
 from tumorscope.data.sampling import Loaders, ResumableLoader
-from tumorscope.tasks.optim import BODY
+from tumorscope.tasks.optim import is_body
+from tumorscope.tasks.stages import frozen_epochs, input_sizes
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -59,21 +60,44 @@ class ResumableData(L.Callback):
 
 
 class FreezeBody(L.Callback):
-    """Keeps the ``encoder`` parameter group unchanged for the first ``epochs`` epochs
-    (transfer learning) whatever the scheduler: its gradients are dropped before each step.
-    (LambdaLR schedules also set its learning rate to 0; reduce-on-plateau cannot.)"""
+    """Keeps the body's parameter groups unchanged during ``epochs`` (transfer learning)
+    whatever the scheduler: their gradients are dropped before each step. (LambdaLR
+    schedules also set their learning rate to 0; reduce-on-plateau cannot.)"""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: set[int]) -> None:
         self.epochs = epochs
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: Any) -> None:
-        if trainer.current_epoch >= self.epochs:
+        if trainer.current_epoch not in self.epochs:
             return
         for group in optimizer.param_groups:
-            if group.get("name") == BODY:
+            if is_body(str(group.get("name", ""))):
                 for param in group["params"]:
                     param.grad = None
+
+
+class ProgressiveResize(L.Callback):
+    """Sets the training and validation input size of each epoch (progressive resizing);
+    also on a mid-epoch resume, where Lightning skips ``on_train_epoch_start``."""
+
+    def __init__(self, sizes: dict[int, int], loaders: Loaders) -> None:
+        self.sizes, self.loaders = sizes, loaders
+        loaders.train.sizes = sizes  # applied as each epoch's iterator (and its workers) starts
+
+    def _apply(self, epoch: int) -> None:
+        size = self.sizes.get(epoch)
+        if size is None:
+            return
+        for loader in (self.loaders.train, self.loaders.val):
+            if loader is not None:
+                loader.dataset.size = size  # type: ignore[attr-defined]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._apply(trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._apply(trainer.current_epoch)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -118,6 +142,9 @@ def standard_callbacks(cfg: ExperimentConfig, run_dir: Path, loaders: Loaders,
     ]
     if es.enabled and has_val:
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))
-    if cfg.optim.freeze_encoder_epochs:
-        callbacks.append(FreezeBody(cfg.optim.freeze_encoder_epochs))
+    frozen, sizes = frozen_epochs(cfg), input_sizes(cfg)
+    if frozen:
+        callbacks.append(FreezeBody(frozen))
+    if sizes:
+        callbacks.append(ProgressiveResize(sizes, loaders))
     return [*callbacks, *extra]

@@ -48,15 +48,23 @@ function loadImage(b64) {
   });
 }
 
-async function show(data) {
-  result = data;
-  scanImg = await loadImage(data.image_png_base64);
-  const maskImg = await loadImage(data.mask_png_base64);
+async function maskPixels(b64) {
+  const maskImg = await loadImage(b64);
   const c = document.createElement("canvas");
   c.width = maskImg.width; c.height = maskImg.height;
   const ctx = c.getContext("2d");
   ctx.drawImage(maskImg, 0, 0);
-  maskData = ctx.getImageData(0, 0, c.width, c.height);
+  return ctx.getImageData(0, 0, c.width, c.height);
+}
+
+async function show(data) {
+  result = data;
+  scanImg = await loadImage(data.image_png_base64);
+  const segments = data.segmentation !== false;  // a classifier has no mask head
+  maskData = segments ? await maskPixels(data.mask_png_base64) : null;
+  $("overlay-controls").hidden = !segments;
+  $("download-mask").hidden = !segments;
+  $("overlay").setAttribute("aria-label", segments ? "scan with the predicted tumour outlined" : "the scan");
   $("predicted-class").textContent = data.predicted_class === "no tumour"
     ? "no tumour found"
     : `${data.predicted_class} (${(100 * data.probabilities[data.predicted_class]).toFixed(1)}%)`;
@@ -78,16 +86,16 @@ async function show(data) {
     list.appendChild(li);
   });
   const bb = data.bounding_box;
-  const rows = [
+  const rows = segments ? [
     ["Tumour area", `${data.tumour_area_pixels} px` + (data.tumour_area_mm2 != null ? ` (${data.tumour_area_mm2.toFixed(1)} mm²)` : "")],
     ["Bounding box", bb ? `rows ${bb.row_min}–${bb.row_max}, cols ${bb.col_min}–${bb.col_max}` : "no tumour found"],
-    ["Image size", `${data.shape[0]} × ${data.shape[1]}`],
-  ];
+  ] : [["Outline", "none: this model classifies only"]];
+  rows.push(["Image size", `${data.shape[0]} × ${data.shape[1]}`]);
   if (data.slice_index != null) rows.push(["Slice", String(data.slice_index)]);
   const dl = $("measurements");
   dl.innerHTML = "";
   rows.forEach(([k, v]) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; dl.append(dt, dd); });
-  $("download-mask").href = `data:image/png;base64,${data.mask_png_base64}`;
+  if (segments) $("download-mask").href = `data:image/png;base64,${data.mask_png_base64}`;
   const json = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
   $("download-json").href = URL.createObjectURL(json);
   $("model-info").textContent = `Model ${data.model_id} · ${data.model_version}. ${data.disclaimer}`;
