@@ -15,9 +15,10 @@ LAYERS: list[list[str]] = [
     ["io"],
     ["transforms", "reporting"],
     ["data"],
-    ["models"],
+    ["models", "synthesis"],
     ["checkpoint"],
-    ["tasks.optim", "tasks.rng", "tasks.base", "tasks.joint", "tasks.brats"],
+    ["tasks.optim", "tasks.rng", "tasks.stages", "tasks.base", "tasks.joint", "tasks.brats",
+     "tasks.classify"],
     ["training"],
     ["inference"],
     ["evaluation"],
@@ -25,7 +26,7 @@ LAYERS: list[list[str]] = [
      "__init__"],
 ]
 LIGHTNING_ALLOWED = ("tasks.optim", "tasks.rng", "tasks.base", "tasks.joint", "tasks.brats",
-                     "training")
+                     "tasks.classify", "training")
 
 
 def _name(path: Path) -> str:

@@ -9,6 +9,13 @@ from typing import Any
 
 import numpy as np
 
+NO_TUMOUR = ("no tumour", "no_tumour", "notumor", "no tumor", "healthy")
+
+
+def no_tumour_class(classes: list[str]) -> str | None:
+    """The class meaning "no tumour", if the model has one."""
+    return next((c for c in classes if c.lower() in NO_TUMOUR), None)
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Softmax over the last axis of ``logits / temperature``."""

@@ -32,6 +32,7 @@ from tumorscope.uncertainty import (
     auroc,
     fit_temperature,
     nll,
+    no_tumour_class,
     operating_point,
     quantiles,
     reliability,
@@ -39,7 +40,6 @@ from tumorscope.uncertainty import (
     youden_threshold,
 )
 
-NO_TUMOUR = ("no tumour", "no_tumour", "notumor", "no tumor", "healthy")
 OOD_PERCENTILE = 99.0
 
 
@@ -70,11 +70,6 @@ def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: 
     precision = LedoitWolf().fit(centred).precision_
     cast(torch.Tensor, net.ood.means).copy_(torch.from_numpy(means.astype(np.float32)))
     cast(torch.Tensor, net.ood.precision).copy_(torch.from_numpy(precision.astype(np.float32)))
-
-
-def no_tumour_class(classes: list[str]) -> str | None:
-    """The class meaning "no tumour", if the model has one."""
-    return next((c for c in classes if c.lower() in NO_TUMOUR), None)
 
 
 def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = None,

@@ -18,7 +18,7 @@ from tumorscope.inference.runtime import Runner
 from tumorscope.io import Scan
 from tumorscope.tasks.registry import get_task
 from tumorscope.transforms.slice2d import SlicePreprocessing
-from tumorscope.uncertainty import softmax, typicality
+from tumorscope.uncertainty import no_tumour_class, softmax, typicality
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -41,9 +41,7 @@ class JointInferer:
         self.calibration = card.calibration or Calibration(fitted_on="none")
         self.segments = "mask_logits" in get_task(card.task, "model card task").outputs
         none = self.calibration.no_tumour_class
-        if none is None and not self.segments:  # an uncalibrated classifier decides by its
-            from tumorscope.evaluation.calibrate import no_tumour_class  # own "no tumour" class
-
+        if none is None and not self.segments:  # an uncalibrated classifier: its own class
             none = no_tumour_class(self.classes)
         self.no_tumour = self.classes.index(none) if none in self.classes else None
 
