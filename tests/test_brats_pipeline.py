@@ -129,6 +129,9 @@ def test_smoke_on_the_shared_brats_cases(shared_data: Path, tmp_path: Path) -> N
               cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stderr[-2000:]
     assert "left out, no segmentation: BraTS-GLI-00001-000" in res.stdout
+    again = cli("prepare", "--config", "configs/brats/segresnet-3d.yaml", *overrides,
+                cwd=Path(__file__).resolve().parents[1])
+    assert again.returncode == 0 and "is complete (" in again.stdout, again.stdout
     res = cli("train", "--config", "configs/brats/segresnet-3d.yaml", *overrides,
               cwd=Path(__file__).resolve().parents[1], timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -187,3 +187,23 @@ def test_save_uploads_is_opt_in_and_never_uses_the_client_name(tmp_path: Path) -
         refused = client.post("/api/v1/predict", files={"file": ("notes.txt", b"text")})
         assert refused.status_code == 415
         assert len(list(kept.iterdir())) == 1  # refused uploads are not kept
+
+
+def test_a_classifier_answers_without_mask_fields(tmp_path: Path) -> None:
+    from conftest_server import start_server
+    from fixtures import save_random_classifier
+
+    live, proc = start_server(tmp_path, model=save_random_classifier(tmp_path / "classifier"))
+    try:
+        body = _post(live, "scan.png", _png()).json()
+        assert body["segmentation"] is False
+        assert body["mask_png_base64"] is None and body["mask_rle"] is None
+        assert body["tumour_area_pixels"] is None and body["bounding_box"] is None
+        assert set(body["probabilities"]) == {"no tumour", "tumour"}
+        found = body["probabilities"]["tumour"] >= 0.5
+        assert body["tumour_found"] is found
+        assert body["predicted_class"] == ("tumour" if found else "no tumour")
+        assert body["message"].startswith("Tumour found" if found else "No tumour found")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -147,6 +147,10 @@ def build_cache(cfg: BratsExperiment, records: list[Record], progress: bool = Tr
     pre = preprocessing(cfg)
     channels = [MODALITIES.index(m) for m in cfg.model.modalities]
     todo = [r for r in records if not (folder / f"{r.id}.h5").is_file()]
+    if not todo:  # complete: say so rather than draw an empty progress bar
+        if progress:
+            print(f"cache {folder} is complete ({len(records)} cases)", flush=True)
+        return folder
     for record in track(todo, f"prepare {folder}", len(todo)) if progress else todo:
         case = read_case(record.image, missing=cfg.prep.missing_modality,
                          label_map=cfg.prep.label_map)
