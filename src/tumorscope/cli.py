@@ -27,6 +27,7 @@ from tumorscope.commands import (
     lgg,
     predict,
     prepare,
+    realism,
     results,
     robustness,
     serve,
@@ -41,7 +42,7 @@ Handler = Callable[[argparse.Namespace], int]
 # the order of ``tumorscope --help``
 SUBCOMMANDS = (train, evaluate, cv, calibrate, predict, export, card, serve, results, compare,
                robustness, embed, augment, demo, info, lgg, explore, check_data, prepare,
-               synthesize)
+               synthesize, realism)
 
 
 def build_parser() -> argparse.ArgumentParser:

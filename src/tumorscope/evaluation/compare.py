@@ -7,7 +7,7 @@ table, paired differences against the first model with patient-level bootstrap i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +21,8 @@ from tumorscope.io.writers import write_atomic
 from tumorscope.metrics import bootstrap_ci
 
 RESAMPLES = 1000
+MISSING = "-"  # a cell with no number: not measured, or not applicable (a classifier's Dice)
+DECODER_MODULES = ("decoder", "segmentation_head")  # a joint network's mask path (smp names)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,27 @@ class Evaluation:
         """Per-slice rows by slice id."""
         return {row.id: row for row in self.metrics.per_image}
 
+    @property
+    def segments(self) -> bool:
+        """Whether the model segments (a classifier's ``segmentation`` is null)."""
+        return self.metrics.segmentation is not None
+
+    @cached_property
+    def parameters(self) -> tuple[int, int] | None:
+        """Parameters of the whole network in the model folder and, of those, its mask
+        path's (decoder and segmentation head; 0 for a classifier); None when the folder is
+        not found or does not load."""
+        from tumorscope.checkpoint.store import load_checkpoint
+        from tumorscope.models.capsule import count_parameters
+
+        try:
+            model, _ = load_checkpoint(self.metrics.checkpoint)
+        except (TumorscopeError, OSError):
+            return None
+        decoder = sum(p.numel() for name, p in model.named_parameters()
+                      if name.split(".")[0] in DECODER_MODULES)
+        return count_parameters(model), decoder
+
     def describe(self) -> tuple[str, str]:
         """Architecture and training recipe from the model card ("" when it is not found)."""
         try:
@@ -46,7 +69,10 @@ class Evaluation:
         encoder = "" if model.get("encoder") in (None, "none") else f" + {model['encoder']}"
         weights = model.get("encoder_weights")
         init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
-        architecture = f"{model.get('arch', 'unknown architecture')}{encoder}{init}, {size} px"
+        arch = model.get("arch", "unknown architecture")
+        if card.task == "classify":  # a timm model by name, or the capsule network
+            arch = model.get("name", "resnet50") if arch == "timm" else f"{arch} network"
+        architecture = f"{arch}{encoder}{init}, {size} px"
         if card.task == "brats":
             spacing = card.preprocessing.get("spacing")
             patch = "x".join(str(n) for n in model.get("patch_size", []))
@@ -116,11 +142,14 @@ def _mean_difference(pairs: np.ndarray) -> float:
 
 def paired_differences(a: Evaluation, b: Evaluation) -> dict[str, tuple[float, float, float]]:
     """``b - a`` with a 95% patient-bootstrap interval: accuracy, tumour-slice Dice and
-    (slices of volumes) per-patient volume Dice."""
+    (slices of volumes) per-patient volume Dice; Dice only when both models segment."""
     out = {}
-    correct = _paired_columns(a, b, lambda r: float(r.true == r.predicted))
-    dice = _paired_columns(a, b, lambda r: r.dice, lambda r: r.has_tumour)
-    for key, (values, patients) in (("accuracy", correct), ("dice_mean_tumour", dice)):
+    segmented = a.segments and b.segments
+    columns = {"accuracy": _paired_columns(a, b, lambda r: float(r.true == r.predicted))}
+    if segmented:
+        columns["dice_mean_tumour"] = _paired_columns(a, b, lambda r: r.dice,
+                                                      lambda r: r.has_tumour)
+    for key, (values, patients) in columns.items():
         if len(values):
             out[key] = (_mean_difference(values),
                         *bootstrap_ci(values, _mean_difference, RESAMPLES, groups=patients))
@@ -130,7 +159,7 @@ def paired_differences(a: Evaluation, b: Evaluation) -> dict[str, tuple[float, f
             values = np.array([(ca[c][f"{region}_dice"], cb[c][f"{region}_dice"]) for c in ca])
             out[f"{region}_dice"] = (_mean_difference(values),
                                      *bootstrap_ci(values, _mean_difference, RESAMPLES))
-    if a.metrics.volumes is not None and b.metrics.volumes is not None:
+    if segmented and a.metrics.volumes is not None and b.metrics.volumes is not None:
         va, vb = a.metrics.volumes.per_patient, b.metrics.volumes.per_patient
         values = np.array([(va[p], vb[p]) for p in va], dtype=float)
         out["dice_per_patient"] = (_mean_difference(values),
@@ -144,9 +173,11 @@ def _headline(m: EvaluationResult) -> dict[str, tuple[float, tuple[float, float]
     if m.classification is not None:
         rows["accuracy"] = (m.classification.accuracy, m.ci("accuracy"))
         rows["macro-F1"] = (m.classification.macro_f1, m.ci("macro_f1"))
+        for name, scores in m.classification.per_class.items():
+            rows[f"F1 {name}"] = (scores.f1, None)
     if m.segmentation is not None:
         rows["Dice, tumour slices"] = (m.segmentation.dice_mean_tumour, m.ci("dice_mean_tumour"))
-    if m.volumes is not None:
+    if m.volumes is not None and m.segmentation is not None:
         rows["Dice per patient volume"] = (m.volumes.dice_mean_per_patient, m.volumes.dice_ci)
         rows["detection sensitivity"] = (m.volumes.detection.sensitivity, None)
         rows["detection specificity"] = (m.volumes.detection.specificity, None)
@@ -164,6 +195,33 @@ def _headline(m: EvaluationResult) -> dict[str, tuple[float, tuple[float, float]
 
 def _cell(value: float, interval: tuple[float, float] | None) -> str:
     return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def _parameters_cell(evaluation: Evaluation) -> str:
+    """``"6.55M"``, with a segmenting model's decoder share: ``"6.55M (2.10M decoder)"``."""
+    counted = evaluation.parameters
+    if counted is None:
+        return MISSING
+    total, decoder = counted
+    return f"{total / 1e6:.2f}M" + (f" ({decoder / 1e6:.2f}M decoder)" if decoder else "")
+
+
+def _timing_cell(m: EvaluationResult) -> str:
+    """``"12.3 (onnx, 2 threads, batch 16)"``: what the number was measured with."""
+    t = m.timing
+    if t is None:
+        return MISSING
+    threads = f"{t.threads} thread{'s' * (t.threads != 1)}" if t.threads else "default threads"
+    return f"{t.ms_per_slice:.1f} ({t.backend}, {threads}, batch {t.batch_size})"
+
+
+def _row(label: str, cells: Sequence[str]) -> str:
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def _metric_names(headlines: Sequence[Mapping[str, object]]) -> list[str]:
+    """Every model's metrics, in the order they first appear."""
+    return list(dict.fromkeys(name for h in headlines for name in h))
 
 
 DIFFERENCE_LABELS = {"accuracy": "accuracy", "dice_mean_tumour": "Dice, tumour slices",
@@ -185,11 +243,22 @@ def comparison_markdown(evaluations: Sequence[Evaluation], figure: str | None = 
     described = [e.describe() for e in evaluations]
     for row, label in enumerate(("architecture", "training")):
         if any(d[row] for d in described):
-            lines.append(f"| {label} | " + " | ".join(d[row] for d in described) + " |")
+            lines.append(_row(label, [d[row] for d in described]))
+    lines.append(_row("parameters (whole network)", [_parameters_cell(e) for e in evaluations]))
     headlines = [_headline(e.metrics) for e in evaluations]
-    for metric in headlines[0]:
-        cells = [_cell(*h[metric]) if metric in h else "" for h in headlines]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    for metric in _metric_names(headlines):
+        lines.append(_row(metric, [_cell(*h[metric]) if metric in h else MISSING
+                                   for h in headlines]))
+    notes = ["Parameters: every parameter of the saved network, so a joint model's count "
+             "includes its segmentation decoder and head (in brackets), which a classifier lacks."]
+    if any(e.metrics.per_image for e in evaluations):
+        lines.append(_row("CPU ms per slice", [_timing_cell(e.metrics) for e in evaluations]))
+        notes.append("CPU ms per slice: the network's forward pass alone, mean over the fold "
+                     "after one warm-up batch, as `tumorscope evaluate` measured it (back end, "
+                     "threads and batch in brackets); compare it only between evaluations run "
+                     "on the same machine.")
+    notes.append(f"{MISSING}: not recorded, or not applicable (a classifier has no Dice).")
+    lines += ["", " ".join(notes)]
     base = evaluations[0]
     diffs = {other.name: paired_differences(base, other) for other in evaluations[1:]}
     keys = [k for k in DIFFERENCE_LABELS if any(k in d for d in diffs.values())]
@@ -198,9 +267,11 @@ def comparison_markdown(evaluations: Sequence[Evaluation], figure: str | None = 
               "| model | " + " | ".join(DIFFERENCE_LABELS[k] for k in keys) + " |",
               "| --- |" + " --- |" * len(keys)]
     for name, diff in diffs.items():
-        cells = [f"{diff[k][0]:+.3f} [{diff[k][1]:+.3f}, {diff[k][2]:+.3f}]" if k in diff else ""
-                 for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(_row(name, [f"{diff[k][0]:+.3f} [{diff[k][1]:+.3f}, {diff[k][2]:+.3f}]"
+                                 if k in diff else MISSING for k in keys]))
+    if not all(e.segments for e in evaluations) and any(e.metrics.per_image
+                                                         for e in evaluations):
+        lines += ["", "Dice differences are paired only between models that both segment."]
     if figure:
         lines += ["", f"![comparison]({figure})"]
     return "\n".join(lines) + "\n"

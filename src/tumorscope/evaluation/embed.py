@@ -125,12 +125,14 @@ def embedding_png(table: pd.DataFrame, by: str, title: str) -> bytes:
     return _png(fig)
 
 
-def slice_model(checkpoint: str | Path) -> tuple[nn.Module, ModelCard, SlicePreprocessing]:
-    """A 2D slice model, its card and its preprocessing (a one-line error for others)."""
+def slice_model(checkpoint: str | Path, command: str = "embed"
+                ) -> tuple[nn.Module, ModelCard, SlicePreprocessing]:
+    """A 2D slice model, its card and its preprocessing (a one-line error, naming
+    ``command``, for others)."""
     model, card = load_checkpoint(checkpoint)
     if "input_size" not in card.preprocessing:
-        raise CheckpointError(checkpoint, f"embed maps 2D slice models; this is a {card.task!r} "
-                              "model")
+        raise CheckpointError(checkpoint, f"{command} works on 2D slice models only; this is a "
+                              f"{card.task!r} model")
     return model, card, SlicePreprocessing.from_card(card.preprocessing)
 
 

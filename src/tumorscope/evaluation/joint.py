@@ -12,6 +12,7 @@ from tumorscope.data.slices import load_record
 from tumorscope.evaluation.evaluate import EvaluationJob
 from tumorscope.evaluation.result import EvaluationResult
 from tumorscope.inference.joint import JointInferer
+from tumorscope.inference.runtime import TimedRunner
 from tumorscope.io.writers import write_atomic
 from tumorscope.metrics import (
     bootstrap_ci,
@@ -25,8 +26,8 @@ from tumorscope.progress import track
 
 def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
     """Evaluate a joint model on ``job.records``; writes ``metrics.json`` and ``report.html``."""
-    inferer = cast(JointInferer, job.predictor.inferer)
     records, fold, batch_size = job.records, job.fold, job.batch_size
+    inferer, timed = _timed(cast(JointInferer, job.predictor.inferer), batch_size)
     labels, preds, probs, pred_masks, true_masks, flagged = [], [], [], [], [], []
     classes = job.index.classes
     for start in track(range(0, len(records), batch_size), f"evaluating fold {fold}",
@@ -69,6 +70,9 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
         "classification": {**cls, "confusion_matrix": cm.tolist(), "classes": classes},
         "segmentation": seg, "confidence_intervals_95": ci, "tta": inferer.tta,
         "backend": job.predictor.backend,
+        "timing": {"ms_per_slice": 1000 * timed.seconds / max(1, len(records)),
+                   "batch_size": batch_size, "threads": timed.threads, "backend": timed.name,
+                   "slices": len(records)},
         "per_image": [{"id": r.id, "patient": r.patient, "image": str(r.image),
                        "true": classes[t], "predicted": classes[p], "dice": float(d),
                        "has_tumour": bool(h), "tumour_pixels": int(m.sum())}
@@ -89,7 +93,8 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
     def image(i: int) -> np.ndarray:  # re-read for pictures: evaluation keeps no pixels
         return load_record(records[i])[0]
 
-    if all(r.position is not None for r in records):  # slices of volumes (LGG)
+    # slices of volumes (LGG), from a model that segments (a classifier's masks are empty)
+    if inferer.segments and all(r.position is not None for r in records):
         from tumorscope.evaluation.slice_stacks import volume_metrics, write_patient_volumes
 
         result.volumes = volume_metrics(records, pred_masks, true_masks)
@@ -106,6 +111,15 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
                            curves=training_curves_png(read_run_metrics(run_dir)))
     write_atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
     return result
+
+
+def _timed(inferer: JointInferer, batch_size: int) -> tuple[JointInferer, TimedRunner]:
+    """The same inferer on a timed runner, warmed up by one untimed batch of zeros (the first
+    call pays one-off kernel selection and allocation)."""
+    timed = TimedRunner(inferer.runner)
+    shape = (batch_size, *inferer.input_shape(inferer.card))
+    timed.runner(np.zeros(shape, np.float32))
+    return JointInferer(timed, inferer.card, inferer.threshold, inferer.tta), timed
 
 
 def _macro_f1(k: int, classes: list[str]) -> Any:

@@ -168,6 +168,18 @@ class TrustResult(_Open):
     per_source: dict[str, SourceResult] = Field(default_factory=dict)
 
 
+class Timing(_Open):
+    """Mean network time per slice during the evaluation: the back end's forward passes only
+    (no reading, preprocessing or metrics), after one untimed warm-up batch. ``threads``:
+    None when the back end chose (ONNX Runtime's default: one per physical core)."""
+
+    ms_per_slice: Real
+    batch_size: int
+    threads: int | None = None
+    backend: str
+    slices: int | None = None
+
+
 class EvaluationResult(_Open):
     """One model evaluated on one fold."""
 
@@ -186,6 +198,7 @@ class EvaluationResult(_Open):
     volumes: SliceStackResult | None = None
     cases: VolumeSegmentationResult | None = None
     trust: TrustResult | None = None
+    timing: Timing | None = None  # files written before it was recorded have none
 
     def ci(self, key: str) -> Interval | None:
         """The stored 95% interval of ``key`` (None when absent)."""

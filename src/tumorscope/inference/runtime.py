@@ -5,6 +5,7 @@ PyTorch, or ONNX Runtime on an exported ``model.onnx`` (faster on CPU). Outputs 
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +40,11 @@ class TorchRunner:
         if device == "cpu" and not volumetric:  # channels-last exists for 2D layouts only
             self.model = self.model.to(memory_format=torch.channels_last)
 
+    @property
+    def threads(self) -> int | None:
+        """PyTorch's intra-op threads on the CPU (None on an accelerator)."""
+        return torch.get_num_threads() if self.device == "cpu" else None
+
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.from_numpy(batch).to(self.device)
@@ -65,6 +71,7 @@ class OnnxRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        self.threads = threads or None  # None: ONNX Runtime's default (physical cores)
         try:
             self.session = ort.InferenceSession(str(path), opts,
                                                 providers=["CPUExecutionProvider"])
@@ -76,6 +83,22 @@ class OnnxRunner:
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         values = self.session.run(list(self.outputs), {self.input: batch})
         return dict(zip(self.outputs, values, strict=True))
+
+
+class TimedRunner:
+    """Another runner, timed: adds up the seconds its calls take (``seconds``)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.name, self.outputs = runner.name, runner.outputs
+        self.threads: int | None = getattr(runner, "threads", None)
+        self.seconds = 0.0
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        out = self.runner(batch)
+        self.seconds += time.perf_counter() - start
+        return out
 
 
 def onnx_available() -> bool:

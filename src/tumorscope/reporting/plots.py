@@ -70,8 +70,9 @@ def training_curves_png(df: pd.DataFrame) -> bytes | None:
 def comparison_png(names: Sequence[str],
                    headlines: Sequence[dict[str, tuple[float, tuple[float, float] | None]]],
                    title: str) -> bytes:
-    """Grouped bars: one group per metric, one bar per model, 95% intervals as error bars."""
-    metrics = list(headlines[0])
+    """Grouped bars: one group per metric (any model's), one bar per model, 95% intervals as
+    error bars; a model without a metric has no bar there."""
+    metrics = list(dict.fromkeys(m for rows in headlines for m in rows))
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(metrics), 3.6))
     for k, (name, rows) in enumerate(zip(names, headlines, strict=True)):
