@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def mat_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_figshare_mat_dataset(tmp_path_factory.mktemp("figshare_mat"))
 
 from conftest_server import server  # noqa: E402,F401  (session fixture: a live server)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small models run fastest on one thread, the more so beside a busy training job."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,7 @@ from tumorscope.models.capsule import (
 TINY = {"input_size": 64, "channels": [8, 16, 32], "primary_caps": 8}  # stride 16, 4x4 grid
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small models run fastest on one thread, the more so beside a busy training job."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(**extra: object) -> CapsuleNet:

@@ -3,7 +3,6 @@ on a tiny generated dataset with an untrained joint model whose card holds its c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,7 @@ from tumorscope.cli import main
 from tumorscope.errors import ConfigError
 from tumorscope.models.features import pooled_features
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small models run fastest on one thread, the more so beside a busy training job."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smp_joint() -> nn.Module:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fixtures import save_random_brats_model, save_random_classifier, write_config
 from tumorscope.cli import main
@@ -19,13 +17,7 @@ from tumorscope.synthesis.report import BASELINES, perturbed
 CLASSES = ("meningioma", "glioma", "pituitary")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small models run fastest on one thread, the more so beside a busy training job."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

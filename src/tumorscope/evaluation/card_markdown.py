@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tumorscope.checkpoint.card import ModelCard
-from tumorscope.evaluation.result import EvaluationResult
+from tumorscope.evaluation.result import ClassificationResult, EvaluationResult
 from tumorscope.transforms.slice2d import SlicePreprocessing
 
 DATASETS = {
@@ -57,6 +57,23 @@ def _volumes(metrics: EvaluationResult) -> str:
             f"patients) over {v.patients} patients. Slice "
             f"detection (mask non-empty): sensitivity {det.sensitivity:.3f}, specificity "
             f"{det.specificity:.3f}.\n")
+
+
+def class_tables(cls: ClassificationResult) -> str:
+    """Per-class precision / recall / F1 and the confusion matrix, as Markdown tables."""
+    rows = "\n".join(f"| {name} | {v.precision:.3f} | {v.recall:.3f} | {v.f1:.3f} | "
+                     f"{v.support} |" for name, v in cls.per_class.items())
+    cm_rows = "\n".join(f"| **{cls.classes[i]}** | " + " | ".join(str(n) for n in row) + " |"
+                        for i, row in enumerate(cls.confusion_matrix))
+    return f"""| class | precision | recall | F1 | slices |
+| --- | --- | --- | --- | --- |
+{rows}
+
+Confusion matrix (rows true, columns predicted):
+
+| | {' | '.join(cls.classes)} |
+| --- | {' | '.join('---' for _ in cls.classes)} |
+{cm_rows}"""
 
 
 def _ci(metrics: EvaluationResult, key: str) -> str:
@@ -144,10 +161,6 @@ def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) 
                               "segmentation metrics and a card with the training split")
     m, train = card.model, card.experiment()
     pre = SlicePreprocessing.from_card(card.preprocessing)
-    rows = "\n".join(f"| {name} | {v.precision:.3f} | {v.recall:.3f} | {v.f1:.3f} | "
-                     f"{v.support} |" for name, v in cls.per_class.items())
-    cm_rows = "\n".join(f"| **{cls.classes[i]}** | " + " | ".join(str(n) for n in row) + " |"
-                        for i, row in enumerate(cls.confusion_matrix))
     val = {k: float("nan") if card.validation.get(k) is None else card.validation[k]
            for k in ("acc", "macro_f1", "dice")}
     held = metrics.split
@@ -185,15 +198,7 @@ epoch {card.selected_epoch}), measured once on held-out fold {split.test_fold}.
 | Dice, pooled | {seg.dice_pooled:.3f} | |
 | IoU, mean over tumour slices | {seg.iou_mean_tumour:.3f} | |
 {_volumes(metrics)}
-| class | precision | recall | F1 | slices |
-| --- | --- | --- | --- | --- |
-{rows}
-
-Confusion matrix (rows true, columns predicted):
-
-| | {' | '.join(cls.classes)} |
-| --- | {' | '.join('---' for _ in cls.classes)} |
-{cm_rows}
+{class_tables(cls)}
 
 Validation fold at the selected epoch: accuracy {val['acc']:.3f},
 macro-F1 {val['macro_f1']:.3f}, Dice {val['dice']:.3f}.

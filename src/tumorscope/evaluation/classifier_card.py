@@ -7,7 +7,13 @@ from typing import Any
 
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.errors import TumorscopeError
-from tumorscope.evaluation.card_markdown import DATASETS, UNSEEN, UNSEEN_OTHER, _ci
+from tumorscope.evaluation.card_markdown import (
+    DATASETS,
+    UNSEEN,
+    UNSEEN_OTHER,
+    _ci,
+    class_tables,
+)
 from tumorscope.evaluation.result import EvaluationResult
 from tumorscope.transforms.slice2d import SlicePreprocessing
 
@@ -62,10 +68,6 @@ def render_classifier_card(card: ModelCard, metrics: EvaluationResult, command: 
     dataset = card.data.dataset or "unknown dataset"
     data_text = CLASSIFIER_DATA.get(dataset) or DATASETS.get(dataset, ("", dataset))[1]
     held = metrics.split
-    rows = "\n".join(f"| {name} | {v.precision:.3f} | {v.recall:.3f} | {v.f1:.3f} | "
-                     f"{v.support} |" for name, v in cls.per_class.items())
-    cm_rows = "\n".join(f"| **{cls.classes[i]}** | " + " | ".join(str(n) for n in row) + " |"
-                        for i, row in enumerate(cls.confusion_matrix))
     trained_on = sorted(set(range(train.data.folds)) - {split.test_fold, split.val_fold})
     val = card.validation
     return f"""# Model card: `{card.id}`
@@ -98,15 +100,7 @@ macro-F1 {val.get('macro_f1', float('nan')):.3f}), measured once on held-out fol
 | accuracy | {cls.accuracy:.3f} | {_ci(metrics, 'accuracy')} |
 | macro-F1 | {cls.macro_f1:.3f} | {_ci(metrics, 'macro_f1')} |
 
-| class | precision | recall | F1 | slices |
-| --- | --- | --- | --- | --- |
-{rows}
-
-Confusion matrix (rows true, columns predicted):
-
-| | {' | '.join(cls.classes)} |
-| --- | {' | '.join('---' for _ in cls.classes)} |
-{cm_rows}
+{class_tables(cls)}
 
 ## Known limits
 - {UNSEEN.get(dataset, UNSEEN_OTHER)}
