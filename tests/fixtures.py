@@ -142,6 +142,28 @@ def save_random_classifier(directory: Path, classes: tuple[str, ...] = ("no tumo
     return directory
 
 
+def save_carded_model(tmp: Path, data: Path, *overrides: str) -> Path:
+    """An untrained joint model whose card holds the tiny config of ``write_config`` on
+    ``data`` (plus ``overrides``) and its patient split: ``tmp/model``."""
+    import torch
+
+    from tumorscope.checkpoint.card import build_card
+    from tumorscope.checkpoint.store import save_checkpoint
+    from tumorscope.config import load_config
+    from tumorscope.data.prepare import prepare_split
+    from tumorscope.models.joint import joint_from_config
+    from tumorscope.transforms.slice2d import card_preprocessing
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(write_config(tmp, data), list(overrides))
+    index, split = prepare_split(cfg)
+    card = build_card(cfg, index, split, card_preprocessing(cfg, (0.2, 0.3)))
+    torch.manual_seed(0)
+    net = joint_from_config(card.model, len(card.classes), load_pretrained=False)
+    save_checkpoint(tmp / "model", net.state_dict(), card)
+    return tmp / "model"
+
+
 def save_random_brats_model(directory: Path, patch: int = 16) -> Path:
     """An untrained 3D BraTS model (SegResNet, 8 filters) with a card, for serving tests."""
     import torch

@@ -534,3 +534,37 @@ def test_last_stage_at_another_size_is_a_one_line_cli_error(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "input_size" in err and "96" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_warm_start_from_a_model_that_saw_the_test_patients_is_refused(
+        tmp_path: Path, mat_dataset: Path) -> None:
+    from fixtures import save_carded_model, write_config
+    from tumorscope.config import load_config
+    from tumorscope.data.prepare import prepare_split
+    from tumorscope.errors import ConfigError
+    from tumorscope.training.run import check_warm_start
+
+    source = save_carded_model(tmp_path / "source", mat_dataset)  # tests fold 0, trains on 2
+    for test_fold, val_fold, refused in ((0, 1, False), (2, 0, True)):
+        cfg = load_config(write_config(tmp_path, mat_dataset),
+                          [f"init_weights={source}", f"data.test_fold={test_fold}",
+                           f"data.val_fold={val_fold}"])
+        split = prepare_split(cfg)[1]
+        if refused:
+            with pytest.raises(ConfigError, match="trained or selected on 3 patient"):
+                check_warm_start(cfg, split)
+        else:
+            check_warm_start(cfg, split)
+
+
+def test_a_stage_without_a_size_trains_at_the_exported_size() -> None:
+    from tumorscope.config import ClassifyExperiment
+    from tumorscope.tasks.stages import first_final_epoch, input_sizes
+
+    cfg = ClassifyExperiment.model_validate({"model": {"input_size": 128}, "stages": [
+        {"epochs": 2, "input_size": 64}, {"epochs": 2}]})
+    assert input_sizes(cfg) == {0: 64, 1: 64, 2: 128, 3: 128}
+    assert first_final_epoch(cfg) == 2
+    with pytest.raises(ValueError, match="freeze_body"):
+        ClassifyExperiment.model_validate({"optim": {"freeze_encoder_epochs": 1},
+                                           "stages": [{"epochs": 1}]})

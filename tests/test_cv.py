@@ -207,3 +207,16 @@ def test_classify_cross_validation_of_some_folds_resumes_an_unexported_run(
         assert main(argv) == 0
     assert f"resuming run {run}" in caplog.text
     assert (run / "model" / "model.json").is_file() and (out / "fold-1" / "metrics.json").is_file()
+
+
+def test_cv_refuses_a_warm_start(tmp_path: Path, mat_dataset: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from fixtures import write_config
+    from tumorscope.cli import main
+
+    config = write_config(tmp_path, mat_dataset)
+    code = main(["cv", "--config", str(config), "--folds", "3", "--out", str(tmp_path / "cv"),
+                 "init_weights=models/figshare"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "init_weights" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "cv").exists()

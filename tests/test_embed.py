@@ -93,22 +93,9 @@ def test_tsne_gives_two_finite_coordinates_per_row() -> None:
 def tiny_model(mat_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained joint model (resnet18 UNet, 64 px) whose card holds the tiny config and
     its split of ``mat_dataset`` (3 folds of 3 patients x 4 slices)."""
-    from fixtures import write_config
-    from tumorscope.checkpoint.card import build_card
-    from tumorscope.checkpoint.store import save_checkpoint
-    from tumorscope.config import load_config
-    from tumorscope.data.prepare import prepare_split
-    from tumorscope.models.joint import joint_from_config
-    from tumorscope.transforms.slice2d import card_preprocessing
+    from fixtures import save_carded_model
 
-    tmp = tmp_path_factory.mktemp("embed_model")
-    cfg = load_config(write_config(tmp, mat_dataset))
-    index, split = prepare_split(cfg)
-    card = build_card(cfg, index, split, card_preprocessing(cfg, (0.2, 0.3)))
-    torch.manual_seed(0)
-    net = joint_from_config(card.model, len(card.classes), load_pretrained=False)
-    save_checkpoint(tmp / "model", net.state_dict(), card)
-    return tmp / "model"
+    return save_carded_model(tmp_path_factory.mktemp("embed_model"), mat_dataset)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

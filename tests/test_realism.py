@@ -12,7 +12,7 @@ import pytest
 
 from fixtures import save_random_brats_model, save_random_classifier, write_config
 from tumorscope.cli import main
-from tumorscope.synthesis.report import BASELINES, perturbed
+from tumorscope.experiments.realism import BASELINES, perturbed
 
 CLASSES = ("meningioma", "glioma", "pituitary")
 

@@ -91,9 +91,10 @@ class OptimConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     encoder_lr_mult: float = Field(1.0, gt=0)
-    layer_groups: int = Field(1, ge=1, description="the body split by depth into this many "
-                              "groups, learning rates geometric from lr*encoder_lr_mult (stem) "
-                              "to lr (head), fastai's discriminative rates")
+    layer_groups: int = Field(1, ge=1, description="classify task: the body split by depth "
+                              "into this many groups, learning rates geometric from "
+                              "lr*encoder_lr_mult (stem) to lr (head), fastai's discriminative "
+                              "rates (other tasks: one body group)")
     freeze_encoder_epochs: int = Field(0, ge=0)
 
 
@@ -289,6 +290,9 @@ class ClassifyExperiment(ExperimentConfig):
             raise ValueError(f"the last stage's input_size ({last}) must be model.input_size "
                              f"({self.model.input_size}): that is the size the model is "
                              "exported at")
+        if self.optim.freeze_encoder_epochs:
+            raise ValueError("with stages, freeze the body per stage (freeze_body: true), not "
+                             "with optim.freeze_encoder_epochs")
         total = sum(s.epochs for s in self.stages)
         if self.trainer.epochs != total:
             self.trainer = self.trainer.model_copy(update={"epochs": total})

@@ -1,6 +1,6 @@
 """``tumorscope realism``: Fréchet distance of synthetic slices to held-out real ones in a
 trained model's feature space, with a real-vs-real floor and perturbed-real baselines
-(synthesis/report.py)."""
+(experiments/realism.py)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the inputs, compare the feature sets, write and summarise the report."""
     from tumorscope.config import load_config
-    from tumorscope.synthesis.report import realism
+    from tumorscope.experiments.realism import realism
 
     if args.batch_size < 1:
         raise TumorscopeError("--batch-size", f"{args.batch_size} is not a positive number")

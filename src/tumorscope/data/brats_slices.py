@@ -43,7 +43,13 @@ class SliceExport:
     modality: str | None = None  # one modality for every slice; None: cycling
 
     def key(self, root: Path) -> str:
-        text = json.dumps({"root": str(root.resolve()), **asdict(self), "format": EXPORT_FORMAT})
+        """Cache key; fields at their defaults added after the first release are left out,
+        so existing exports keep their key."""
+        fields = asdict(self)
+        for name, default in (("planes", PLANES), ("modality", None)):
+            if fields[name] == default:
+                del fields[name]
+        text = json.dumps({"root": str(root.resolve()), **fields, "format": EXPORT_FORMAT})
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -7,7 +7,7 @@ from typing import TypeVar
 from tumorscope.config import ExperimentConfig, resolve_data_root
 from tumorscope.data.records import DatasetIndex
 from tumorscope.data.registry import get_indexer
-from tumorscope.data.splits import Split, make_split
+from tumorscope.data.splits import Split, make_split, uses_shipped_folds
 from tumorscope.errors import ConfigError
 
 T = TypeVar("T")
@@ -22,6 +22,10 @@ def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
         raise ConfigError("data.root", f"dataset folder {root} not found (set data.root or "
                           "TUMORSCOPE_DATA)")
     index = keep_sources(indexer(root), cfg.data.sources)
+    if any(r.fold is not None for r in index.records) and not uses_shipped_folds(
+            index, cfg.data.folds, cfg.data.fold_source):
+        index.info["split"] = (f"computed: {cfg.data.folds} folds by patient (stratified, seed "
+                               f"{cfg.seed}); the shipped folds are not used")
     split = make_split(index, cfg.data.folds, cfg.data.test_fold, cfg.data.val_fold, cfg.seed,
                        cfg.data.fold_source)
     if cfg.data.limit_per_split:

@@ -35,17 +35,22 @@ def patient_folds(records: list[Record], n_folds: int, seed: int) -> dict[str, i
     return fold_of
 
 
+def uses_shipped_folds(index: DatasetIndex, n_folds: int, source: str) -> bool:
+    """Whether the split is the dataset's own: every record has a shipped fold, there are
+    ``n_folds`` of them and ``source`` is 'dataset'."""
+    shipped = [r.fold for r in index.records if r.fold is not None]
+    return source == "dataset" and len(shipped) == len(index.records) \
+        and set(shipped) == set(range(n_folds))
+
+
 def assign_folds(index: DatasetIndex, n_folds: int, seed: int, source: str) -> dict[str, int]:
     """Fold of each patient: the dataset's own split when it has one with ``n_folds`` folds
     and ``source`` is 'dataset', else computed (patient-grouped, stratified; e.g. 7-fold
     cross-validation on figshare, which ships 5). Raises if a shipped split puts a patient in
     two folds."""
-    shipped = [r for r in index.records if r.fold is not None]
-    shipped_folds = {r.fold for r in shipped}
-    if source == "dataset" and len(shipped) == len(index.records) \
-            and shipped_folds == set(range(n_folds)):
+    if uses_shipped_folds(index, n_folds, source):
         fold_of: dict[str, int] = {}
-        for r in shipped:
+        for r in index.records:
             if fold_of.setdefault(r.patient, int(r.fold)) != r.fold:  # type: ignore[arg-type]
                 raise ScanReadError(index.root, f"patient {r.patient} appears in folds "
                                     f"{fold_of[r.patient]} and {r.fold} of the shipped split")

@@ -18,7 +18,7 @@ from tumorscope.evaluation.result import EvaluationResult
 from tumorscope.transforms.slice2d import SlicePreprocessing
 
 CLASSIFIER_DATA = {
-    "brats-axial-flair": "BraTS 2018 (10 cases with segmentations): axial FLAIR slices through "
+    "brats-axial-flair": "BraTS cases with segmentations: axial FLAIR slices through "
                          "the brain, \"tumour\" when the slice holds at least 1% tumour, \"no "
                          "tumour\" when it holds none. Folds by case (patient), seed {seed}",
 }

@@ -259,6 +259,10 @@ def cross_validate(cfg: ExperimentConfig, folds: int, out: Path, data_root: str 
     """Hold out each fold of ``folds`` in turn (``only``: these folds), train on the rest
     with the next fold for validation, evaluate on the held-out fold; summarise every
     finished fold in ``out``. Runs are ``<output.root>/<run name>-cv<K>-f<k>``."""
+    if cfg.init_weights:
+        raise TumorscopeError("init_weights", "cross-validation would warm-start every fold "
+                              f"from {cfg.init_weights}, which saw some folds' held-out "
+                              "patients; unset it (init_weights=null) or pre-train per fold")
     todo = folds_to_run(folds, only)
     held_out = fold_patients(cfg, folds, data_root)
     out = Path(out)

@@ -101,7 +101,8 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
         preds.append(classes.index(label))
         tumour_p.append(inferer.tumour_probability(p))
         m = np.zeros_like(m) if found is False else m
-        dice.append(float(per_image_dice([m], [mask])[0]) if mask.any() else np.nan)
+        outlined = mask.any() and inferer.segments  # a classifier has no Dice
+        dice.append(float(per_image_dice([m], [mask])[0]) if outlined else np.nan)
         flagged.append(not inferer.verdict(array, distance)["in_distribution"])
     labels_a, preds_a = np.array(labels), np.array(preds)
     detect = None

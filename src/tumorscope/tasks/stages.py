@@ -50,9 +50,18 @@ def frozen_epochs(cfg: ExperimentConfig) -> set[int]:
 
 
 def input_sizes(cfg: ExperimentConfig) -> dict[int, int]:
-    """Epoch -> training input size, for stages that set one (progressive resizing)."""
-    return {e: s.input_size for s in plan(cfg) if s.input_size is not None
-            for e in range(s.first, s.first + s.epochs)}
+    """Epoch -> training input size when any stage sets one (progressive resizing); a stage
+    without a size trains at ``model.input_size``. Empty when no stage sets a size."""
+    stages = plan(cfg)
+    if all(s.input_size is None for s in stages):
+        return {}
+    final = int(getattr(cfg.model, "input_size", 0))  # type: ignore[attr-defined]
+    return {e: s.input_size or final for s in stages for e in range(s.first, s.first + s.epochs)}
+
+
+def first_final_epoch(cfg: ExperimentConfig) -> int:
+    """The first epoch at the exported input size (early stopping waits for it)."""
+    return next((e for e in range(cfg.trainer.epochs) if is_final(cfg, e)), 0)
 
 
 def is_final(cfg: ExperimentConfig, epoch: int) -> bool:

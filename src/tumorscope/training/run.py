@@ -11,11 +11,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from tumorscope.checkpoint.store import read_card
 from tumorscope.config import ExperimentConfig, dump_config, load_config, resolve_data_root
 from tumorscope.data.prepare import prepare_split
 from tumorscope.data.sampling import Loaders
+from tumorscope.data.splits import Split
 from tumorscope.errors import CheckpointError, ConfigError, TumorscopeError
 from tumorscope.tasks.registry import get_task
+from tumorscope.tasks.stages import first_final_epoch
 from tumorscope.training.callbacks import CHECKPOINT_DIR, standard_callbacks
 from tumorscope.training.ckpt_io import (
     AtomicCheckpointIO,
@@ -79,6 +82,33 @@ def intact_checkpoint(run_dir: Path) -> Path:
                           "step.ckpt, last.ckpt or best.ckpt)")
 
 
+def check_warm_start(cfg: ExperimentConfig, split: Split) -> None:
+    """Refuse ``init_weights`` from a model that trained or was selected on any patient of
+    this run's test fold (compared by patient id; synthetic slices by their source patient).
+    A bare weights file, or a model whose data is not here, is used with a note."""
+    if not cfg.init_weights:
+        return
+    source = Path(cfg.init_weights).expanduser()
+    try:
+        theirs = prepare_split(read_card(source).experiment(str(source)))[1]
+    except TumorscopeError as err:
+        print(f"note: init_weights {source}: cannot check that it never saw this run's test "
+              f"patients ({err.problem})", flush=True)
+        return
+    seen = {plain_patient(r.patient) for r in [*theirs.train, *theirs.val]}
+    overlap = sorted(seen & {plain_patient(r.patient) for r in split.test})
+    if overlap:
+        raise ConfigError("init_weights", f"{source} was trained or selected on {len(overlap)} "
+                          f"patient(s) of this run's test fold {split.test_fold} (e.g. "
+                          f"{', '.join(overlap[:3])}); warm-start from a model whose split "
+                          "holds them out")
+
+
+def plain_patient(patient: str) -> str:
+    """A patient id without the synthetic-slice prefix (``synthetic-<source patient>``)."""
+    return patient.removeprefix("synthetic-")
+
+
 def _resume_point(run_dir: Path, resume: bool) -> Path | None:
     if resume:
         return intact_checkpoint(run_dir)
@@ -105,6 +135,7 @@ def _trainer(cfg: ExperimentConfig, loaders: Loaders,
         logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                 CSVLogger(run_dir, name=CSV_DIR, version="")],
         num_sanity_val_steps=0, enable_model_summary=True,
+        min_epochs=first_final_epoch(cfg) + 1,  # early stopping waits for the exported size
     )
 
 
@@ -121,6 +152,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
     ckpt_path = _resume_point(run_dir, resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     index, split = prepare_split(cfg, data_root)
+    if ckpt_path is None:
+        check_warm_start(cfg, split)
     loaders: Loaders = spec.load("data")(cfg, split)
     module = spec.load("module")(cfg.model_dump(mode="json"), index.classes, loaders.stats,
                                  load_pretrained=ckpt_path is None)
