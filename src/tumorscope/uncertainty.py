@@ -24,6 +24,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) over the last axis."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=-1)
+
+
+def mutual_information(per_pass: np.ndarray) -> np.ndarray:
+    """Epistemic uncertainty of sampled predictions ``(passes, B, K)``: the entropy of the
+    mean prediction minus the mean entropy of each pass (BALD; 0 when every pass agrees)."""
+    per_pass = np.asarray(per_pass, dtype=np.float64)
+    return np.maximum(entropy(per_pass.mean(axis=0)) - entropy(per_pass).mean(axis=0), 0.0)
+
+
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:
     """Top-label reliability: per equal-width confidence bin, the mean confidence, the
     accuracy (None in an empty bin) and the count; ``ece`` is their count-weighted mean gap

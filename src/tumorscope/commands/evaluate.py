@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="torch (reference, default) or onnx")
+    p.add_argument("--mc-dropout", type=int, default=0, metavar="N",
+                   help="Monte Carlo dropout: average N passes with dropout active and report "
+                   "their disagreement (mutual information) as uncertainty (torch backend)")
     p.add_argument("--sources", nargs="+", metavar="DATASET",
                    help="datasets of a mixed collection to evaluate on (default: those the "
                    "model trained on), e.g. the one a leave-one-dataset-out model never saw")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or model_dir / f"eval-fold{fold}"
     m = evaluate(ckpt, fold, out, args.data_root, args.batch_size, args.tta,
                  allow_train_fold=args.allow_train_fold, backend=args.backend,
-                 sources=args.sources)
+                 sources=args.sources, mc_dropout=args.mc_dropout)
     what = f"{m.split.patients} cases" if m.cases is not None else \
         f"{m.split.slices} slices, {m.split.patients} patients"
     table = Table(title=f"fold {fold} ({m.fold_role}): {what}")
@@ -62,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         rows += [(f"{k.replace('_', ' ')} (mean over cases)", cases.summary[k].mean)
                  for k in ("WT_dice", "TC_dice", "ET_dice", "WT_hd95", "TC_hd95", "ET_hd95")
                  if k in cases.summary]
+    if (u := m.uncertainty) is not None:
+        rows += [("MC-dropout mutual information (mean)", u.mean_mutual_information)]
+        if u.error_auroc is not None:
+            rows += [("AUROC, uncertainty flags wrong answers", u.error_auroc)]
     for name, value in rows:
         table.add_row(name, f"{value:.3f}")
     Console().print(table)

@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slice", type=int, dest="slice_index",
                    help="for 3D volumes: predict this axial slice only")
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped input")
+    p.add_argument("--mc-dropout", type=int, default=0, metavar="N",
+                   help="Monte Carlo dropout: average N passes with dropout active and report "
+                   "their disagreement (mutual information) as uncertainty (torch backend)")
     p.add_argument("--threshold", type=probability, default=0.5,
                    help="mask probability threshold, strictly between 0 and 1")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from tumorscope.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
-                                          threshold=args.threshold, backend=args.backend)
+                                          threshold=args.threshold, backend=args.backend,
+                                          mc_dropout=args.mc_dropout)
     if predictor.card.task == "brats":
         return _predict_cases(predictor, files, explicit, args.out)
     if explicit:

@@ -46,7 +46,8 @@ class EvaluationJob:
 def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
              data_root: str | None = None, batch_size: int = 16, tta: bool = False,
              gallery: int = 8, allow_train_fold: bool = False,
-             backend: str = "torch", sources: list[str] | None = None) -> EvaluationResult:
+             backend: str = "torch", sources: list[str] | None = None,
+             mc_dropout: int = 0) -> EvaluationResult:
     """Evaluate on every slice of ``fold``; writes ``metrics.json`` and ``report.html``.
 
     ``sources`` picks datasets of a mixed collection (default: those the model trained on),
@@ -54,7 +55,8 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
 
     The reference back end (PyTorch) is the default so numbers reproduce on any machine.
     """
-    predictor = Predictor.from_checkpoint(checkpoint, tta=tta, backend=backend)
+    predictor = Predictor.from_checkpoint(checkpoint, tta=tta, backend=backend,
+                                          mc_dropout=mc_dropout)
     card = predictor.card
     cfg = card.experiment(f"{checkpoint} (model card)")
     if not 0 <= fold < cfg.data.folds:

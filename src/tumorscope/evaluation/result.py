@@ -168,6 +168,17 @@ class TrustResult(_Open):
     per_source: dict[str, SourceResult] = Field(default_factory=dict)
 
 
+class UncertaintyResult(_Open):
+    """Monte Carlo dropout on the evaluated fold: how well the mutual information of the
+    sampled predictions separates wrong answers from right ones."""
+
+    method: str = "mc-dropout"
+    samples: int
+    mean_mutual_information: float
+    error_auroc: float | None = None  # mutual information as a score for "this one is wrong"
+    error_auroc_confidence: float | None = None  # 1 - max probability, for comparison
+
+
 class Timing(_Open):
     """Mean network time per slice during the evaluation: the back end's forward passes only
     (no reading, preprocessing or metrics), after one untimed warm-up batch. ``threads``:
@@ -199,6 +210,7 @@ class EvaluationResult(_Open):
     cases: VolumeSegmentationResult | None = None
     trust: TrustResult | None = None
     timing: Timing | None = None  # files written before it was recorded have none
+    uncertainty: UncertaintyResult | None = None  # evaluated with --mc-dropout
 
     def ci(self, key: str) -> Interval | None:
         """The stored 95% interval of ``key`` (None when absent)."""

@@ -94,8 +94,8 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
     labels, preds, tumour_p, dice, flagged = [], [], [], [], []
     classes = inferer.classes
     outputs = inferer.predict_batch(arrays)  # batches of 16, as evaluation runs
-    for record, array, mask, (p, m, distance) in zip(records, arrays, masks, outputs,
-                                                     strict=True):
+    for record, array, mask, (p, m, distance, _) in zip(records, arrays, masks, outputs,
+                                                        strict=True):
         label, found = inferer.decide(p)
         labels.append(record.label)
         preds.append(classes.index(label))
@@ -139,8 +139,8 @@ def run_robustness(checkpoints: list[Path], limit: int = 300, probes_per_kind: i
         inferer = predictor.inferer
         assert isinstance(inferer, JointInferer)
         for kind, batch in images.items():
-            verdicts = [inferer.verdict(a, d)["in_distribution"]
-                        for a, (_, _, d) in zip(batch, inferer.predict_batch(batch), strict=True)]
+            verdicts = [inferer.verdict(a, out.distance)["in_distribution"]
+                        for a, out in zip(batch, inferer.predict_batch(batch), strict=True)]
             scores.probes[kind] = 1.0 - float(np.mean(verdicts))
     return results
 

@@ -5,7 +5,7 @@ so (``segmentation: false``) and carry an empty one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -14,11 +14,25 @@ from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.inference.inferers import over_slices
 from tumorscope.inference.input_checks import unlike_mri
 from tumorscope.inference.prediction import Prediction
-from tumorscope.inference.runtime import Runner
+from tumorscope.inference.runtime import Runner, mc_samples
 from tumorscope.io import Scan
 from tumorscope.tasks.registry import get_task
 from tumorscope.transforms.slice2d import SlicePreprocessing
-from tumorscope.uncertainty import no_tumour_class, softmax, typicality
+from tumorscope.uncertainty import mutual_information, no_tumour_class, softmax, typicality
+
+
+class SliceOutput(NamedTuple):
+    """One slice's answer: calibrated class probabilities, the bool mask at the input's
+    size, the feature distance (calibrated models) and the MC-dropout mutual information."""
+
+    probs: np.ndarray
+    mask: np.ndarray
+    distance: float | None
+    spread: float | None
+
+
+def _item(values: np.ndarray | None, i: int) -> float | None:
+    return None if values is None else float(values[i])
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -51,18 +65,22 @@ class JointInferer:
         pre = SlicePreprocessing.from_card(card.preprocessing)
         return (pre.in_channels, pre.input_size, pre.input_size)
 
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Calibrated class probabilities, mask probabilities and feature distances (None
-        for a model without them); TTA averages the flipped view."""
-        t = self.calibration.temperature
-        out = self.runner(batch)
-        probs, mask_prob = softmax(out["class_logits"], t), self._mask(out, len(batch))
-        distance = out.get("ood_distance")
+    def _forward(self, batch: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Calibrated class probabilities, mask probabilities, feature distances (None for a
+        model without them) and, under Monte Carlo dropout, the mutual information of the
+        sampled class probabilities (else None); TTA averages the flipped view."""
+        views = [self.runner(batch)]
         if self.tta:
-            flipped = self.runner(np.ascontiguousarray(batch[..., ::-1]))
-            probs = (probs + softmax(flipped["class_logits"], t)) / 2
-            mask_prob = (mask_prob + self._mask(flipped, len(batch))[..., ::-1]) / 2
-        return probs, mask_prob, distance
+            views.append(self.runner(np.ascontiguousarray(batch[..., ::-1])))
+        t = self.calibration.temperature
+        sampled = [softmax(v["class_logits_mc"], t) for v in views if "class_logits_mc" in v]
+        probs = np.mean([softmax(v["class_logits"], t) for v in views], axis=0) if not sampled \
+            else np.concatenate(sampled).mean(axis=0)
+        masks = [self._mask(v, len(batch)) for v in views]
+        mask_prob = masks[0] if len(masks) == 1 else (masks[0] + masks[1][..., ::-1]) / 2
+        spread = mutual_information(np.concatenate(sampled)) if sampled else None
+        return probs, mask_prob, views[0].get("ood_distance"), spread
 
     def _mask(self, out: dict[str, np.ndarray], n: int) -> np.ndarray:
         """Mask probabilities ``(B, 1, S, S)``; a classifier's are 0 (one pixel, resized)."""
@@ -71,34 +89,34 @@ class JointInferer:
         return sigmoid(out["mask_logits"])
 
     def _probabilities(self, arrays: list[np.ndarray], sources: list[Any]
-                       ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
-        """Class probabilities ``(B, K)``, each slice's mask probabilities at its own size
-        and the feature distances, for raw ``(C, H, W)`` slices run as one batch."""
+                       ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None,
+                                  np.ndarray | None]:
+        """Class probabilities ``(B, K)``, each slice's mask probabilities at its own size,
+        the feature distances and the MC-dropout spread, for raw ``(C, H, W)`` slices run as
+        one batch."""
         batch = np.stack([self.pre(a, s) for a, s in zip(arrays, sources, strict=True)])
-        probs, mask_prob, distance = self._forward(batch)
+        probs, mask_prob, distance, spread = self._forward(batch)
         full = [cv2.resize(np.ascontiguousarray(m[0]), (a.shape[2], a.shape[1]),
                            interpolation=cv2.INTER_LINEAR) for m, a in zip(mask_prob, arrays,
                                                                            strict=True)]
-        return probs, full, distance
+        return probs, full, distance, spread
 
     def predict_arrays(self, arrays: list[np.ndarray], batch_size: int = 16,
                        sources: list[Any] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Raw ``(C, H, W)`` arrays -> ``(class probabilities, bool mask at input size)``."""
-        return [(p, m) for p, m, _ in self.predict_batch(arrays, batch_size, sources)]
+        return [(o.probs, o.mask) for o in self.predict_batch(arrays, batch_size, sources)]
 
     def predict_batch(self, arrays: list[np.ndarray], batch_size: int = 16,
-                      sources: list[Any] | None = None
-                      ) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
-        """Raw ``(C, H, W)`` arrays -> ``(class probabilities, bool mask, feature distance)``."""
+                      sources: list[Any] | None = None) -> list[SliceOutput]:
+        """Raw ``(C, H, W)`` arrays -> class probabilities, bool mask, feature distance and
+        MC-dropout spread of each."""
         sources = sources or [None] * len(arrays)
-        results: list[tuple[np.ndarray, np.ndarray, float | None]] = []
+        results: list[SliceOutput] = []
         for start in range(0, len(arrays), batch_size):
-            probs, masks, distance = self._probabilities(arrays[start:start + batch_size],
-                                                         sources[start:start + batch_size])
-            dists: list[float | None] = [None] * len(probs) if distance is None else [
-                float(d) for d in distance]
-            results += [(p, m > self.threshold, d) for p, m, d in zip(probs, masks, dists,
-                                                                      strict=True)]
+            probs, masks, distance, spread = self._probabilities(
+                arrays[start:start + batch_size], sources[start:start + batch_size])
+            results += [SliceOutput(p, m > self.threshold, _item(distance, i), _item(spread, i))
+                        for i, (p, m) in enumerate(zip(probs, masks, strict=True))]
         return results
 
     def tumour_probability(self, probs: np.ndarray) -> float | None:
@@ -141,12 +159,14 @@ class JointInferer:
         if scan.is_volume and slice_index is not None:
             scan = scan.slice(slice_index)
         if not scan.is_volume:
-            probs, mask, distance = self.predict_batch([scan.array], sources=[scan.path])[0]
-            return self._prediction(probs, mask, scan.spacing,
-                                    self.verdict(scan.array, distance))
+            one = self.predict_batch([scan.array], sources=[scan.path])[0]
+            return self._prediction(one.probs, one.mask, scan.spacing,
+                                    {**self.verdict(scan.array, one.distance),
+                                     **self._uncertainty(one.spread)})
 
         def per_slice(batch: np.ndarray) -> dict[str, np.ndarray]:
-            probs, masks, distance = self._probabilities(list(batch), [scan.path] * len(batch))
+            probs, masks, distance, _ = self._probabilities(list(batch),
+                                                            [scan.path] * len(batch))
             dist = np.full(len(batch), np.nan) if distance is None else distance
             return {"mask": np.stack(masks)[:, None], "probs": probs[:, :, None, None],
                     "distance": dist[:, None, None, None]}
@@ -164,6 +184,14 @@ class JointInferer:
                                 {"slices": masks.shape[-1],
                                  "slices_with_tumour": int((areas > 0).sum()),
                                  **self.verdict(middle, distance)})
+
+    def _uncertainty(self, spread: float | None) -> dict[str, Any]:
+        """The MC-dropout record of a prediction (empty without MC dropout)."""
+        if spread is None:
+            return {}
+        return {"uncertainty": {"method": "mc-dropout",
+                                "samples": mc_samples(self.runner),
+                                "mutual_information": spread}}
 
     def _prediction(self, probs: np.ndarray, mask: np.ndarray, spacing: Any,
                     extra: dict[str, Any] | None = None) -> Prediction:

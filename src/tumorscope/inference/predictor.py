@@ -11,9 +11,16 @@ from typing import Any, Protocol
 
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.checkpoint.store import checkpoint_paths, load_checkpoint, read_card
-from tumorscope.errors import CheckpointError, ScanReadError
+from tumorscope.errors import CheckpointError, ScanReadError, TumorscopeError
 from tumorscope.inference.prediction import Prediction
-from tumorscope.inference.runtime import ONNX_NAME, OnnxRunner, Runner, TorchRunner, choose_backend
+from tumorscope.inference.runtime import (
+    ONNX_NAME,
+    MCDropoutRunner,
+    OnnxRunner,
+    Runner,
+    TorchRunner,
+    choose_backend,
+)
 from tumorscope.io import Scan, read_scan
 from tumorscope.tasks.registry import get_task
 
@@ -72,12 +79,17 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
-                        **kw: Any) -> Predictor:
+                        mc_dropout: int = 0, **kw: Any) -> Predictor:
         """Load ``model.safetensors`` (torch) or ``model.onnx`` beside it (onnx); 'auto'
-        prefers ONNX Runtime on CPU when the export exists and onnxruntime is installed."""
+        prefers ONNX Runtime on CPU when the export exists and onnxruntime is installed.
+        ``mc_dropout``: that many Monte Carlo dropout passes (PyTorch only)."""
         weights, _ = checkpoint_paths(path)
         onnx_path = weights.with_name(ONNX_NAME)
-        chosen = choose_backend(backend if device == "cpu" else "torch", onnx_path)
+        if mc_dropout and backend == "onnx":
+            raise TumorscopeError("--mc-dropout", "Monte Carlo dropout runs on the torch "
+                                  "backend only (--backend torch)")
+        chosen = "torch" if mc_dropout else choose_backend(
+            backend if device == "cpu" else "torch", onnx_path)
         if chosen == "onnx":
             card, runner = read_card(path), OnnxRunner(onnx_path)
             wanted = get_task(card.task, "model card task").outputs
@@ -87,7 +99,10 @@ class Predictor:
             return cls(runner, card, **kw)
         model, card = load_checkpoint(path)
         spec = get_task(card.task, "model card task")
-        return cls(TorchRunner(model, spec.outputs, device, spec.optional_outputs), card, **kw)
+        torch_runner = MCDropoutRunner(model, spec.outputs, mc_dropout, device,
+                                       spec.optional_outputs) if mc_dropout \
+            else TorchRunner(model, spec.outputs, device, spec.optional_outputs)
+        return cls(torch_runner, card, **kw)
 
     def predict_scan(self, scan: Scan, slice_index: int | None = None) -> Prediction:
         """Predict a 2D scan, one slice of a volume, or a whole volume (as the task does).

@@ -59,6 +59,37 @@ class TorchRunner:
         return {name: v.float().cpu().numpy() for name, v in zip(names, values, strict=True)}
 
 
+class MCDropoutRunner(TorchRunner):
+    """Monte Carlo dropout (Gal & Ghahramani 2016): ``samples`` passes with the network's
+    dropout layers active (everything else in eval mode). Each output is the passes' mean;
+    ``class_logits`` also comes back per pass as ``class_logits_mc`` ``(samples, B, K)``.
+    Toggles module modes while it runs: one caller at a time (CLI, evaluation)."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...], samples: int,
+                 device: str = "cpu", optional: tuple[str, ...] = ()) -> None:
+        super().__init__(model, outputs, device, optional)
+        if samples < 2:
+            raise TumorscopeError("--mc-dropout", f"needs at least 2 samples, got {samples}")
+        self.samples = samples
+        self.dropouts = [m for m in self.model.modules()
+                         if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
+        if not self.dropouts:
+            raise CheckpointError("--mc-dropout", "the network has no dropout layer to sample")
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        for layer in self.dropouts:
+            layer.train()
+        try:
+            passes = [TorchRunner.__call__(self, batch) for _ in range(self.samples)]
+        finally:
+            for layer in self.dropouts:
+                layer.eval()
+        out = {k: np.mean([p[k] for p in passes], axis=0) for k in passes[0]}
+        if "class_logits" in out:
+            out["class_logits_mc"] = np.stack([p["class_logits"] for p in passes])
+        return out
+
+
 class OnnxRunner:
     """ONNX Runtime CPU session on an exported model."""
 
@@ -99,6 +130,11 @@ class TimedRunner:
         out = self.runner(batch)
         self.seconds += time.perf_counter() - start
         return out
+
+
+def mc_samples(runner: Runner) -> int:
+    """Monte Carlo dropout passes of a runner (0 without), also through a TimedRunner."""
+    return int(getattr(getattr(runner, "runner", runner), "samples", 0))
 
 
 def onnx_available() -> bool:
