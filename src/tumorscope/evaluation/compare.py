@@ -68,7 +68,9 @@ class Evaluation:
         model, size = card.model, card.preprocessing.get("input_size")
         encoder = "" if model.get("encoder") in (None, "none") else f" + {model['encoder']}"
         weights = model.get("encoder_weights")
-        init = f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
+        warm = (card.training_config or {}).get("init_weights")
+        init = f" (warm start: {warm})" if warm else \
+            f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
         arch = model.get("arch", "unknown architecture")
         if card.task == "classify":  # a timm model by name, or the capsule network
             arch = model.get("name", "resnet50") if arch == "timm" else f"{arch} network"
