@@ -165,7 +165,9 @@ def load_items(indexes: Sequence[DatasetIndex], limit: int | None = None,
     for index in indexes:
         shipped = all(r.fold is not None for r in index.records)
         patients = {r.patient for r in index.records}
-        n_folds = folds if shipped else min(folds, len(patients))  # a tiny dataset: fewer
+        # the shipped split as it is (whatever its count); else computed, fewer for a tiny set
+        n_folds = len({r.fold for r in index.records}) if shipped \
+            else min(folds, len(patients))
         fold_of = (assign_folds(index, n_folds, seed, "dataset") if n_folds > 1
                    else dict.fromkeys(patients, 0))
         records = index.records[:limit] if limit else index.records
