@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise TumorscopeError(folder, f"is a folder (a BraTS case?); model {predictor.model_id} "
                               "takes single scans: give files, or --checkpoint a BraTS model")
     records = predict_files(predictor, files, args.out, args.slice_index)
-    segments = predictor.card.task != "classify"
+    segments = bool(getattr(predictor.inferer, "segments", True))  # a classifier: no mask
     table = Table(title=f"model {predictor.model_id} ({predictor.backend})")
     sizes = ["tumour size", "area / volume"] if segments else []
     for col in ["file", "class", *predictor.classes, *sizes]:

@@ -3,7 +3,7 @@ the training loaders of 2D slice tasks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,13 @@ from tumorscope.data.records import Record
 from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
 from tumorscope.data.splits import Split
 from tumorscope.io import read_mask, read_scan
-from tumorscope.transforms.slice2d import load_model_input, normalise, resize_mask
+from tumorscope.progress import track
+from tumorscope.transforms.slice2d import (
+    SlicePreprocessing,
+    load_model_input,
+    normalise,
+    resize_mask,
+)
 
 
 def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +90,15 @@ class SliceDataset(Dataset):
         return {"image": torch.from_numpy(image),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
                 "label": int(self.records[index].label), "index": index}
+
+
+def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
+                  batch_size: int = 32) -> Iterator[torch.Tensor]:
+    """Model inputs ``(B, C, S, S)`` of ``records`` in order, with a progress bar."""
+    for start in track(range(0, len(records), batch_size), what,
+                       total=-(-len(records) // batch_size)):
+        chunk = records[start:start + batch_size]
+        yield torch.from_numpy(np.stack([pre(load_record(r)[0], r.image) for r in chunk]))
 
 
 def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, float]:

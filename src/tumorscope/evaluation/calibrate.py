@@ -23,10 +23,9 @@ from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
 from tumorscope.data.prepare import prepare_split, spread
 from tumorscope.data.records import Record
-from tumorscope.data.slices import load_record
+from tumorscope.data.slices import slice_batches
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.models.joint import JointWithDistance
-from tumorscope.progress import track
 from tumorscope.transforms.slice2d import SlicePreprocessing
 from tumorscope.uncertainty import (
     auroc,
@@ -47,12 +46,9 @@ def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[R
                 what: str, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Class logits ``(N, K)`` and pooled encoder features ``(N, D)`` of ``records``."""
     logits, pooled = [], []
-    for start in track(range(0, len(records), batch_size), what,
-                       total=-(-len(records) // batch_size)):
-        chunk = records[start:start + batch_size]
-        batch = np.stack([pre(load_record(r)[0], r.image) for r in chunk])
+    for batch in slice_batches(pre, records, what, batch_size):
         with torch.inference_mode():
-            _, lg, feats = net.pooled(torch.from_numpy(batch))
+            _, lg, feats = net.pooled(batch)
         logits.append(lg.float().numpy())
         pooled.append(feats.float().numpy())
     return np.concatenate(logits), np.concatenate(pooled)

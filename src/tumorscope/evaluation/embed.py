@@ -8,7 +8,7 @@ to its pooled features (models/features.py) and mapped to 2D by scikit-learn's t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,10 @@ from tumorscope.checkpoint.store import load_checkpoint
 from tumorscope.config import ExperimentConfig
 from tumorscope.data.prepare import prepare_split, spread
 from tumorscope.data.records import DatasetIndex, Record
-from tumorscope.data.slices import load_record
+from tumorscope.data.slices import slice_batches
 from tumorscope.data.splits import Split, assign_folds
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.models.features import pooled_features
-from tumorscope.progress import track
 from tumorscope.transforms.slice2d import SlicePreprocessing
 
 PARTS = ("test", "val", "train", "all")
@@ -59,15 +58,6 @@ def chosen_records(split: Split, parts: Sequence[str]) -> list[tuple[Record, str
     """Records of the chosen ``parts`` (``all``: every part), each with its part name."""
     wanted = SPLIT_PARTS if "all" in parts else [p for p in SPLIT_PARTS if p in parts]
     return [(r, part) for part in wanted for r in getattr(split, part)]
-
-
-def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
-                  batch_size: int = 32) -> Iterator[torch.Tensor]:
-    """Model inputs ``(B, C, S, S)`` of ``records`` in order, with a progress bar."""
-    for start in track(range(0, len(records), batch_size), what,
-                       total=-(-len(records) // batch_size)):
-        chunk = records[start:start + batch_size]
-        yield torch.from_numpy(np.stack([pre(load_record(r)[0], r.image) for r in chunk]))
 
 
 def record_features(model: nn.Module, pre: SlicePreprocessing, records: list[Record],

@@ -18,11 +18,11 @@ log = logging.getLogger("tumorscope.train")
 
 
 class EmaModule(L.LightningModule):
-    """Subclasses set ``self.model`` and then call :meth:`_setup_ema`."""
+    """Subclasses set ``self.model``, then call :meth:`_setup_weights` (warm start, EMA)."""
 
     model: nn.Module
 
-    def _setup_ema(self, cfg: ExperimentConfig, load_pretrained: bool = True) -> None:
+    def _setup_weights(self, cfg: ExperimentConfig, load_pretrained: bool = True) -> None:
         """Warm-start ``self.model`` from ``cfg.init_weights`` (a new run only: a resumed run's
         checkpoint has its weights), then start the EMA copy from it."""
         if load_pretrained and cfg.init_weights:

@@ -37,7 +37,7 @@ class BratsTask(EmaModule):
         self.save_hyperparameters()
         self.cfg = BratsExperiment.model_validate(config)
         self.model = brats_from_config(self.cfg.model.model_dump(), load_pretrained=load_pretrained)
-        self._setup_ema(self.cfg, load_pretrained)
+        self._setup_weights(self.cfg, load_pretrained)
         self.loss = region_loss(self.cfg.loss.name, self.cfg.loss.focal_gamma)
         self._sums = torch.zeros(2, len(REGIONS), dtype=torch.float64)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from tumorscope.config import ClassifyExperiment
 from tumorscope.metrics import classification_metrics, confusion_matrix
+from tumorscope.models.capsule import lengths_from_logits, margin_loss, reconstruction_loss
 from tumorscope.models.classifier import classifier_from_config
 from tumorscope.tasks.base import EmaModule
 from tumorscope.tasks.optim import configure_optimisation, layer_groups
@@ -34,7 +35,7 @@ class ClassifyTask(EmaModule):
         self.capsule = self.cfg.model.arch == "capsule"
         self.model = classifier_from_config(self.cfg.model.model_dump(), len(classes),
                                             load_pretrained=load_pretrained)
-        self._setup_ema(self.cfg, load_pretrained)
+        self._setup_weights(self.cfg, load_pretrained)
         self._cm = np.zeros((len(classes), len(classes)), dtype=np.int64)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
@@ -48,12 +49,6 @@ class ClassifyTask(EmaModule):
             (logits,) = net(images)
             return F.cross_entropy(logits, labels,
                                    label_smoothing=self.cfg.loss.label_smoothing), logits
-        from tumorscope.models.capsule import (
-            lengths_from_logits,
-            margin_loss,
-            reconstruction_loss,
-        )
-
         logits, capsules = net.logits_and_capsules(images)
         loss = margin_loss(lengths_from_logits(logits), labels)
         if net.decoder is not None and self.cfg.loss.reconstruction_weight:

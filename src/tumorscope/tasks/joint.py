@@ -49,7 +49,7 @@ class JointTask(EmaModule):
         self.classes = classes
         self.model = joint_from_config(self.cfg.model.model_dump(), len(classes),
                                        load_pretrained=load_pretrained)
-        self._setup_ema(self.cfg, load_pretrained)
+        self._setup_weights(self.cfg, load_pretrained)
         self.seg_loss = _segmentation_loss(self.cfg.loss.segmentation)
         self._reset_val()
 
