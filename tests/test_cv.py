@@ -20,6 +20,7 @@ from tumorscope.cli import main
 from tumorscope.config import ExperimentConfig, JointExperiment, load_config, require_task
 from tumorscope.data.figshare import CLASSES
 from tumorscope.errors import TumorscopeError
+from tumorscope.evaluation.result import EvaluationResult
 from tumorscope.experiments.cv import (
     check_partition,
     claim_output,
@@ -220,3 +221,43 @@ def test_cv_refuses_a_warm_start(tmp_path: Path, mat_dataset: Path,
     err = capsys.readouterr().err.strip()
     assert code == 2 and "init_weights" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "cv").exists()
+
+
+def volume_result(fold: int, cases: dict[str, float]) -> EvaluationResult:
+    """A BraTS-style evaluation of ``fold``: the given WT Dice per case."""
+    summary = {"mean": 0.0, "median": 0.0, "std": 0.0, "ci_low": 0.0, "ci_high": 0.0,
+               "cases": len(cases)}
+    return EvaluationResult.model_validate({
+        "checkpoint": f"runs/f{fold}/model", "fold": fold, "dataset": "brats",
+        "split": {"test_fold": fold, "slices": 0, "patients": len(cases)},
+        "cases": {"per_case": {c: {"WT_dice": d, "WT_hd95": 10 * fold, "WT_sensitivity": 1.0}
+                               for c, d in cases.items()},
+                  "summary": {"WT_dice": {**summary, "mean": sum(cases.values()) / len(cases)},
+                              "WT_hd95": {**summary, "mean": 10.0 * fold}}}})
+
+
+def test_volume_folds_pool_every_held_out_case_into_the_card(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tumorscope.experiments.cv import PLAN, aggregate, cv_markdown, read_plan
+
+    out = tmp_path / "cv"
+    folds = {0: {"A": 0.9, "B": 0.7}, 1: {"C": 0.5, "D": 0.3}}
+    for k, cases in folds.items():
+        volume_result(k, cases).save(out / f"fold-{k}" / "metrics.json")
+    with pytest.raises(TumorscopeError, match="not a `tumorscope cv` output folder"):
+        read_plan(out)
+    (out / PLAN).write_text(json.dumps({"folds": 2}))
+    result = aggregate(out, read_plan(out))
+    assert [r["WT_dice"] for r in result.rows] == pytest.approx([0.8, 0.4])
+    cases = result.summary["pooled_cases"]
+    assert set(cases["cases"]) == {"A", "B", "C", "D"} and cases["cases"]["C"]["fold"] == 1
+    wt = cases["summary"]["WT_dice"]
+    assert wt["mean"] == pytest.approx(0.6) and 0.3 <= wt["ci95_low"] < 0.6 < wt["ci95_high"]
+    assert "WT_sensitivity" not in cases["summary"]  # Dice and HD95 only
+    assert result.summary["pooled"] is None  # nothing classified
+    text = cv_markdown(result, "tumorscope cv --folds 2")
+    assert "| 0 | 2 | 0.800 | 0.0 |" in text and "| 1 | 2 | 0.400 | 10.0 |" in text
+    assert "| mean ± std [95% t-interval] | | 0.600 ± 0.283 [" in text
+    assert "| C | 1 | 0.500 | 10.0 |" in text
+    assert (out / "cv.png").stat().st_size > 0
+    assert text.rstrip().endswith("Command: `tumorscope cv --folds 2`")

@@ -146,6 +146,10 @@ def test_calibration_is_fitted_on_validation_and_stored(calibrated: Path) -> Non
     assert cal.tumour_threshold is not None and 0 <= cal.tumour_threshold <= 1
     assert cal.ood_reference == sorted(cal.ood_reference) and len(cal.ood_reference) == 101
     assert cal.ood_threshold is not None and cal.ood_threshold <= cal.ood_reference[-1]
+    # the mask rule, chosen on the validation slices with a tumour
+    assert cal.mask_threshold is not None and 0 < cal.mask_threshold < 1
+    scores = cal.mask_dice_validation
+    assert scores["slices"] > 0 and scores["dice"] >= scores["dice_at_0.5"]
     assert (calibrated / "calibration.png").read_bytes()[:4] == b"\x89PNG"
 
 

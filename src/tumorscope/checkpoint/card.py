@@ -76,6 +76,9 @@ class Calibration(_Open):
     ood_threshold: float | None = None  # feature distance above which input is unlike training
     ood_reference: list[float] = Field(default_factory=list)  # quantiles of validation distances
     ood_validation_flag_rate: float | None = None
+    mask_threshold: float | None = None  # mask probability threshold chosen on validation
+    mask_rescue: float | None = None  # found tumour, empty mask: pixels above this x the peak
+    mask_dice_validation: dict[str, float] = Field(default_factory=dict)  # before / after
     reliability_before: list[dict[str, float | None]] = Field(default_factory=list)
     reliability_after: list[dict[str, float | None]] = Field(default_factory=list)
 

@@ -12,6 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--metrics", type=Path, required=True, help="metrics.json of evaluate")
     p.add_argument("--command", dest="reproduce", default="", help="command that produced it")
+    p.add_argument("--cv", type=Path, default=None, metavar="CV_DIR",
+                   help="a `tumorscope cv` output folder: its per-fold table is appended")
+    p.add_argument("--cv-command", default="", help="the cv command that produced it")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(handler=run)
 
@@ -26,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     card = read_card(args.checkpoint)
     render = get_task(card.task, "model card task").load("card_markdown")
     text = render(card, read_result(args.metrics), args.reproduce)
+    if args.cv is not None:
+        from tumorscope.experiments.cv import aggregate, cv_markdown, read_plan
+
+        text += "\n" + cv_markdown(aggregate(args.cv, read_plan(args.cv)), args.cv_command)
     write_atomic(args.out, lambda p: p.write_text(text, encoding="utf-8"))
     print(f"model card written to {args.out}")
     return 0

@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mc-dropout", type=int, default=0, metavar="N",
                    help="Monte Carlo dropout: average N passes with dropout active and report "
                    "their disagreement (mutual information) as uncertainty (torch backend)")
-    p.add_argument("--threshold", type=probability, default=0.5,
-                   help="mask probability threshold, strictly between 0 and 1")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="mask probability threshold, strictly between 0 and 1 (default: the "
+                        "one the model card's calibration chose on validation, else 0.5)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: ONNX Runtime when model.onnx exists and onnxruntime is installed")
     for modality in ("t1", "t1ce", "t2", "flair"):

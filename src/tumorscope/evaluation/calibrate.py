@@ -8,13 +8,17 @@ honest, and write the model again with it:
 - the **out-of-distribution reference**: class means and a shared (Ledoit-Wolf) covariance of
   the pooled encoder features of training slices, stored as buffers of the network so the
   distance is an output of PyTorch and ONNX alike; the threshold is the 99th percentile of
-  validation distances (1% of validation slices flagged).
+  validation distances (1% of validation slices flagged);
+- the **mask rule**: the mask probability threshold and the rescue for a found tumour whose
+  mask is empty (``inference.joint.tumour_mask``), chosen to maximise mean Dice over the
+  validation slices with a tumour, at the network's input size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -23,10 +27,12 @@ from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
 from tumorscope.data.prepare import prepare_split, spread
 from tumorscope.data.records import Record
-from tumorscope.data.slices import slice_batches
+from tumorscope.data.slices import load_record, slice_batches
 from tumorscope.errors import CheckpointError, ConfigError
+from tumorscope.inference.joint import tumour_mask
+from tumorscope.metrics import per_image_dice
 from tumorscope.models.joint import JointWithDistance
-from tumorscope.transforms.slice2d import SlicePreprocessing
+from tumorscope.transforms.slice2d import SlicePreprocessing, resize_mask
 from tumorscope.uncertainty import (
     auroc,
     fit_temperature,
@@ -40,18 +46,55 @@ from tumorscope.uncertainty import (
 )
 
 OOD_PERCENTILE = 99.0
+MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+MASK_RESCUES: tuple[float | None, ...] = (None, 0.3, 0.5, 0.7)
+
+
+class NetworkOutputs(NamedTuple):
+    """Class logits ``(N, K)``, pooled encoder features ``(N, D)`` and the mask
+    probabilities ``(S, S)`` (float16) of the slices picked by ``keep_masks``."""
+
+    logits: np.ndarray
+    features: np.ndarray
+    tumour_masks: list[np.ndarray]
 
 
 def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[Record],
-                what: str, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Class logits ``(N, K)`` and pooled encoder features ``(N, D)`` of ``records``."""
-    logits, pooled = [], []
-    for batch in slice_batches(pre, records, what, batch_size):
+                what: str, batch_size: int = 32,
+                keep_masks: Sequence[bool] | None = None) -> NetworkOutputs:
+    """The network's outputs on ``records``."""
+    logits, pooled, kept = [], [], []
+    keep = list(keep_masks) if keep_masks is not None else [False] * len(records)
+    for start, batch in zip(range(0, len(records), batch_size),
+                            slice_batches(pre, records, what, batch_size), strict=True):
         with torch.inference_mode():
-            _, lg, feats = net.pooled(batch)
+            mask_logits, lg, feats = net.pooled(batch)
         logits.append(lg.float().numpy())
         pooled.append(feats.float().numpy())
-    return np.concatenate(logits), np.concatenate(pooled)
+        chosen = keep[start:start + batch_size]
+        if any(chosen):
+            probs = torch.sigmoid(mask_logits[:, 0].float()).numpy().astype(np.float16)
+            kept += [p for p, k in zip(probs, chosen, strict=True) if k]
+    return NetworkOutputs(np.concatenate(logits), np.concatenate(pooled), kept)
+
+
+def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray]
+                  ) -> tuple[float, float | None, dict[str, float]]:
+    """The (threshold, rescue) pair of the grid with the best mean Dice over slices with a
+    tumour, and that Dice beside the plain 0.5 threshold's."""
+    def mean_dice(threshold: float, rescue: float | None) -> float:
+        preds = [tumour_mask(p.astype(np.float32), threshold, rescue) for p in probs]
+        return float(per_image_dice(preds, truths).mean())
+
+    scores = {(t, r): mean_dice(t, r) for t in MASK_THRESHOLDS for r in MASK_RESCUES}
+    best = max(scores, key=lambda k: (scores[k], k == (0.5, None)))
+    return best[0], best[1], {"dice_at_0.5": scores[(0.5, None)], "dice": scores[best],
+                              "slices": float(len(probs))}
+
+
+def reference_masks(records: list[Record], size: int) -> list[np.ndarray]:
+    """The records' reference masks at the network's input size."""
+    return [resize_mask(load_record(r)[1], size).astype(bool) for r in records]
 
 
 def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: np.ndarray
@@ -85,20 +128,25 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
     net.eval()
     pre = SlicePreprocessing.from_card(card.preprocessing)
     train = spread(split.train, max_train)
-    _, train_feats = run_network(net, pre, train, "training features", batch_size)
+    train_feats = run_network(net, pre, train, "training features", batch_size).features
     fit_feature_reference(net, train_feats, np.array([r.label for r in train]))
-    val_logits, val_feats = run_network(net, pre, split.val, "validation fold", batch_size)
     labels = np.array([r.label for r in split.val])
+    none = no_tumour_class(card.classes)
+    positive = labels != (card.classes.index(none) if none is not None else -1)
+    val_logits, val_feats, val_masks = run_network(net, pre, split.val, "validation fold",
+                                                   batch_size, keep_masks=positive)
+    with_tumour = [r for r, t in zip(split.val, positive, strict=True) if t]
+    mask_threshold, rescue, mask_dice = fit_mask_rule(
+        val_masks, reference_masks(with_tumour, pre.input_size)) if val_masks \
+        else (None, None, {})
     with torch.inference_mode():
         distances = net.ood(torch.from_numpy(val_feats)).numpy()
     temperature = fit_temperature(val_logits, labels)
     before = reliability(softmax(val_logits), labels)
     after = reliability(softmax(val_logits, temperature), labels)
-    none = no_tumour_class(card.classes)
     threshold, detection = None, {}
     if none is not None:
         tumour = 1.0 - softmax(val_logits, temperature)[:, card.classes.index(none)]
-        positive = labels != card.classes.index(none)
         threshold = youden_threshold(tumour, positive)
         detection = {"auroc": auroc(tumour, positive),
                      **operating_point(tumour, positive, threshold)}
@@ -112,6 +160,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
         no_tumour_class=none, tumour_threshold=threshold, detection_validation=detection,
         ood_threshold=ood_threshold, ood_reference=quantiles(distances),
         ood_validation_flag_rate=float((distances > ood_threshold).mean()),
+        mask_threshold=mask_threshold, mask_rescue=rescue, mask_dice_validation=mask_dice,
         reliability_before=before["bins"], reliability_after=after["bins"])
     new_card = card.model_copy(update={"model": {**card.model, "ood_features": True},
                                        "calibration": calibration})

@@ -24,12 +24,12 @@ from tumorscope.data.splits import make_split
 from tumorscope.errors import TumorscopeError
 from tumorscope.evaluation.result import EvaluationResult, read_result
 from tumorscope.io.writers import write_atomic, write_json
-from tumorscope.metrics import classification_metrics
+from tumorscope.metrics import bootstrap_ci, classification_metrics
 
 log = logging.getLogger("tumorscope.cv")
 PLAN = "cv.json"  # what an output folder cross-validates (a second config may not mix in)
 ID_COLUMNS = ("fold", "slices", "patients")
-PLOTTED = ("accuracy", "macro_f1")
+PLOTTED = ("accuracy", "macro_f1", "WT_dice", "TC_dice", "ET_dice")  # those a model has
 Row = dict[str, float]
 
 
@@ -101,6 +101,18 @@ def claim_output(cfg: ExperimentConfig, folds: int, out: Path) -> None:
     write_json(path, plan)
 
 
+def read_plan(out: Path) -> int:
+    """The number of folds a ``tumorscope cv`` output folder cross-validates."""
+    path = Path(out) / PLAN
+    if not path.is_file():
+        raise TumorscopeError(out, f"no {PLAN}: not a `tumorscope cv` output folder")
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["folds"])
+    except (ValueError, KeyError, TypeError):
+        raise TumorscopeError(path, "is not a cross-validation plan (no number of folds)") \
+            from None
+
+
 def exported_model(run_dir: Path) -> Path | None:
     """The run's exported model folder when it is complete (weights and card)."""
     weights, card = checkpoint_paths(run_dir / "model")
@@ -139,7 +151,7 @@ def run_fold(cfg: ExperimentConfig, folds: int, k: int, out: Path,
 
 def fold_row(result: EvaluationResult) -> Row:
     """One CSV row: the fold's size and its headline metrics (per-class F1, Dice when the
-    model segments, region Dice for volume models)."""
+    model segments, region Dice and HD95 for volume models)."""
     row: Row = {"fold": result.fold, "slices": result.split.slices,
                 "patients": result.split.patients}
     if (c := result.classification) is not None:
@@ -148,13 +160,15 @@ def fold_row(result: EvaluationResult) -> Row:
     if (s := result.segmentation) is not None:
         row["dice_mean_tumour"] = s.dice_mean_tumour
     if (cases := result.cases) is not None:
-        row |= {name: m.mean for name, m in cases.summary.items() if name.endswith("_dice")}
+        row |= {name: m.mean for name, m in cases.summary.items()
+                if name.endswith(("_dice", "_hd95"))}
     return row
 
 
 def describe(row: Row) -> str:
     """A fold's row as one log line."""
-    size = f"{int(row['slices'])} slices, {int(row['patients'])} patients"
+    size = (f"{int(row['slices'])} slices, " if row["slices"] else "") + \
+        f"{int(row['patients'])} patients"
     values = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ID_COLUMNS)
     return f"{size}: {values}"
 
@@ -185,28 +199,47 @@ def pooled(results: Sequence[EvaluationResult]) -> dict[str, float] | None:
             "slices": int(cm.sum()), "patients": sum(r.split.patients for r in results)}
 
 
+def pooled_cases(results: Sequence[EvaluationResult]) -> dict[str, Any] | None:
+    """For volume models: every held-out case at once (each case is held out by one fold),
+    its fold and Dice/HD95 per region, and the mean over cases with a case-level bootstrap
+    95% interval; None for slice models."""
+    per_case = {case: {"fold": r.fold, **values} for r in results if r.cases is not None
+                for case, values in r.cases.per_case.items()}
+    if not per_case:
+        return None
+    keys = [k for k in next(iter(per_case.values())) if k.endswith(("_dice", "_hd95"))]
+    summary = {}
+    for k in keys:
+        x = np.array([float(v[k]) for v in per_case.values()])
+        low, high = bootstrap_ci(x, np.mean, 1000)
+        summary[k] = {"mean": float(x.mean()), "ci95_low": low, "ci95_high": high}
+    return {"cases": per_case, "summary": summary,
+            "interval": "95% case-level bootstrap interval of the mean over held-out cases"}
+
+
 def summarise(rows: Sequence[Row], results: Sequence[EvaluationResult], folds: int
               ) -> dict[str, Any]:
     """``summary.json``: which folds finished, each metric's spread over folds, the pooled
-    accuracy."""
+    accuracy (slice models) or per-case numbers (volume models)."""
     names = list(dict.fromkeys(k for row in rows for k in row if k not in ID_COLUMNS))
     finished = [int(row["fold"]) for row in rows]
     return {"folds": folds, "finished": finished, "complete": len(finished) == folds,
             "interval": "95% t-interval of the mean over folds",
             "metrics": {k: spread([row.get(k, math.nan) for row in rows]) for k in names},
-            "pooled": pooled(results)}
+            "pooled": pooled(results), "pooled_cases": pooled_cases(results)}
 
 
 def cv_png(rows: Sequence[Row], summary: dict[str, Any], path: Path) -> Path:
-    """Per-fold points and mean +- std bars for accuracy and macro-F1 (or, for models that
-    do not classify, their metrics)."""
+    """Per-fold points and mean +- std bars for accuracy and macro-F1, or region Dice (or
+    else the first Dice-like metrics)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     spreads: dict[str, dict[str, float]] = summary["metrics"]
-    shown = [k for k in PLOTTED if k in spreads] or list(spreads)[:4]
+    shown = [k for k in PLOTTED if k in spreads] or [
+        k for k in spreads if not k.endswith("_hd95")][:4]
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(shown), 3.6))
     for x, name in enumerate(shown):
         values = [row.get(name, math.nan) for row in rows]
@@ -242,6 +275,45 @@ def aggregate(out: Path, folds: int) -> CvResult:
     write_json(out / "summary.json", summary)
     cv_png(rows, summary, out / "cv.png")
     return CvResult(folds, out, results, rows, summary)
+
+
+def cv_markdown(result: CvResult, command: str = "") -> str:
+    """The cross-validation section of a model card: per-fold rows with the mean, std and
+    t-interval over folds, and (volume models) every held-out case."""
+    spreads: dict[str, dict[str, float]] = result.summary["metrics"]
+    names = list(spreads)
+    head = "| fold | patients | " + " | ".join(names) + " |\n|" + " --- |" * (len(names) + 2)
+    rows = [f"| {int(r['fold'])} | {int(r['patients'])} | "
+            + " | ".join(_fmt(r.get(k, math.nan), k) for k in names) + " |"
+            for r in result.rows]
+    mean = ("| mean ± std [95% t-interval] | | " + " | ".join(
+        f"{_fmt(s['mean'], k)} ± {_fmt(s['std'], k)} "
+        f"[{_fmt(s['ci95_low'], k)}, {_fmt(s['ci95_high'], k)}]"
+        for k, s in spreads.items()) + " |")
+    text = [f"## {result.folds}-fold cross-validation ({len(result.rows)} folds finished)", "",
+            "Each fold held out in turn (the next fold selects the model), every number on "
+            "the held-out fold only.", "", head, *rows, mean]
+    cases = result.summary.get("pooled_cases")
+    if cases:
+        keys = list(cases["summary"])
+        text += ["", f"Every held-out case ({len(cases['cases'])}; mean "
+                 f"[{cases['interval']}]):", "",
+                 "| case | fold | " + " | ".join(keys) + " |\n|" + " --- |" * (len(keys) + 2)]
+        text += [f"| {c} | {v['fold']} | " + " | ".join(_fmt(v[k], k) for k in keys) + " |"
+                 for c, v in cases["cases"].items()]
+        text.append("| **mean** | | " + " | ".join(
+            f"{_fmt(s['mean'], k)} [{_fmt(s['ci95_low'], k)}, {_fmt(s['ci95_high'], k)}]"
+            for k, s in cases["summary"].items()) + " |")
+    if command:
+        text += ["", f"Command: `{command}`"]
+    return "\n".join(text) + "\n"
+
+
+def _fmt(value: float, name: str) -> str:
+    """Distances (HD95, mm) to 0.1, scores to 0.001; n/a when undefined."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.1f}" if name.endswith("_hd95") else f"{value:.3f}"
 
 
 def folds_to_run(folds: int, only: Sequence[int] | None) -> list[int]:

@@ -63,9 +63,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class BratsInferer:
     """Preprocess -> network over the volume -> probabilities on the input grid -> labels."""
 
-    def __init__(self, runner: Runner, card: ModelCard, threshold: float = 0.5,
+    def __init__(self, runner: Runner, card: ModelCard, threshold: float | None = None,
                  tta: bool = False) -> None:
-        self.runner, self.card, self.threshold, self.tta = runner, card, threshold, tta
+        self.runner, self.card, self.tta = runner, card, tta
+        self.threshold = 0.5 if threshold is None else threshold
         section = dict(card.preprocessing)
         self.modalities = list(section.get("modalities", MODALITIES))
         self.pre = VolumePreprocessing.model_validate(

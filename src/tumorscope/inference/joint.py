@@ -40,19 +40,31 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def tumour_mask(prob: np.ndarray, threshold: float, rescue: float | None = None) -> np.ndarray:
+    """Pixels whose mask probability exceeds ``threshold``; when none does and ``rescue`` is
+    set (a tumour was found on a calibrated model), those above ``rescue`` times the slice's
+    peak probability, so a tumour the classifier found is still outlined where the network
+    is least unsure."""
+    mask = prob > threshold
+    if rescue is not None and not mask.any() and float(prob.max()) > 0:
+        mask = prob > rescue * float(prob.max())
+    return mask
+
+
 class JointInferer:
     """Preprocess -> network (``mask_logits``, ``class_logits``[, ``ood_distance``]) ->
     calibrated probabilities, a mask at the input's size, the tumour / no-tumour decision
     and the out-of-distribution verdict (when the card holds a calibration). Holds no
     mutable state, so concurrent calls are safe."""
 
-    def __init__(self, runner: Runner, card: ModelCard, threshold: float = 0.5,
+    def __init__(self, runner: Runner, card: ModelCard, threshold: float | None = None,
                  tta: bool = False) -> None:
-        self.runner, self.card = runner, card
-        self.threshold, self.tta = threshold, tta
+        self.runner, self.card, self.tta = runner, card, tta
         self.pre = SlicePreprocessing.from_card(card.preprocessing)
         self.classes = list(card.classes)
-        self.calibration = card.calibration or Calibration(fitted_on="none")
+        self.calibration = cal = card.calibration or Calibration(fitted_on="none")
+        # the mask rule: the given threshold, else the one calibrated on validation, else 0.5
+        self.threshold = threshold if threshold is not None else cal.mask_threshold or 0.5
         self.segments = "mask_logits" in get_task(card.task, "model card task").outputs
         none = self.calibration.no_tumour_class
         if none is None and not self.segments:  # an uncalibrated classifier: its own class
@@ -115,9 +127,14 @@ class JointInferer:
         for start in range(0, len(arrays), batch_size):
             probs, masks, distance, spread = self._probabilities(
                 arrays[start:start + batch_size], sources[start:start + batch_size])
-            results += [SliceOutput(p, m > self.threshold, _item(distance, i), _item(spread, i))
+            results += [SliceOutput(p, self._mask_of(p, m), _item(distance, i), _item(spread, i))
                         for i, (p, m) in enumerate(zip(probs, masks, strict=True))]
         return results
+
+    def _mask_of(self, probs: np.ndarray, mask_prob: np.ndarray) -> np.ndarray:
+        """The bool mask of one slice; the calibrated rescue applies when a tumour was found."""
+        rescue = self.calibration.mask_rescue if self.decide(probs)[1] else None
+        return tumour_mask(mask_prob, self.threshold, rescue)
 
     def tumour_probability(self, probs: np.ndarray) -> float | None:
         """``1 - p(no tumour)`` for a model with a "no tumour" class, else None."""

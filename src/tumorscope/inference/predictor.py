@@ -64,7 +64,7 @@ class Predictor:
     """Loads the model once; safe for concurrent ``predict_*`` calls (no shared state is
     mutated). Runs on eager PyTorch or ONNX Runtime (``backend``)."""
 
-    def __init__(self, runner: Runner, card: ModelCard, threshold: float = 0.5,
+    def __init__(self, runner: Runner, card: ModelCard, threshold: float | None = None,
                  tta: bool = False) -> None:
         self.runner = runner
         self.card = card
