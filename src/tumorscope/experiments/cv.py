@@ -31,6 +31,7 @@ PLAN = "cv.json"  # what an output folder cross-validates (a second config may n
 ID_COLUMNS = ("fold", "slices", "patients")
 PLOTTED = ("accuracy", "macro_f1", "WT_dice", "TC_dice", "ET_dice")  # those a model has
 Row = dict[str, float]
+CARD_COLUMNS = tuple(f"{r}_{m}" for m in ("dice", "hd95") for r in ("WT", "TC", "ET"))
 
 
 @dataclass
@@ -277,25 +278,31 @@ def aggregate(out: Path, folds: int) -> CvResult:
     return CvResult(folds, out, results, rows, summary)
 
 
+def card_columns(names: Sequence[str]) -> list[str]:
+    """The metrics a card shows: region Dice and HD95 for volume models (the rest stays in
+    summary.json), else all."""
+    return [k for k in CARD_COLUMNS if k in names] or list(names)
+
+
 def cv_markdown(result: CvResult, command: str = "") -> str:
     """The cross-validation section of a model card: per-fold rows with the mean, std and
-    t-interval over folds, and (volume models) every held-out case."""
+    t-interval over folds (distances clipped at 0), and (volume models) every held-out
+    case."""
     spreads: dict[str, dict[str, float]] = result.summary["metrics"]
-    names = list(spreads)
+    names = card_columns(list(spreads))
     head = "| fold | patients | " + " | ".join(names) + " |\n|" + " --- |" * (len(names) + 2)
     rows = [f"| {int(r['fold'])} | {int(r['patients'])} | "
             + " | ".join(_fmt(r.get(k, math.nan), k) for k in names) + " |"
             for r in result.rows]
     mean = ("| mean ± std [95% t-interval] | | " + " | ".join(
-        f"{_fmt(s['mean'], k)} ± {_fmt(s['std'], k)} "
-        f"[{_fmt(s['ci95_low'], k)}, {_fmt(s['ci95_high'], k)}]"
-        for k, s in spreads.items()) + " |")
+        f"{_fmt(s['mean'], k)} ± {_fmt(s['std'], k)} [{_fmt(_low(s['ci95_low'], k), k)}, "
+        f"{_fmt(s['ci95_high'], k)}]" for k, s in ((k, spreads[k]) for k in names)) + " |")
     text = [f"## {result.folds}-fold cross-validation ({len(result.rows)} folds finished)", "",
             "Each fold held out in turn (the next fold selects the model), every number on "
             "the held-out fold only.", "", head, *rows, mean]
     cases = result.summary.get("pooled_cases")
     if cases:
-        keys = list(cases["summary"])
+        keys = card_columns(list(cases["summary"]))
         text += ["", f"Every held-out case ({len(cases['cases'])}; mean "
                  f"[{cases['interval']}]):", "",
                  "| case | fold | " + " | ".join(keys) + " |\n|" + " --- |" * (len(keys) + 2)]
@@ -303,10 +310,15 @@ def cv_markdown(result: CvResult, command: str = "") -> str:
                  for c, v in cases["cases"].items()]
         text.append("| **mean** | | " + " | ".join(
             f"{_fmt(s['mean'], k)} [{_fmt(s['ci95_low'], k)}, {_fmt(s['ci95_high'], k)}]"
-            for k, s in cases["summary"].items()) + " |")
+            for k, s in ((k, cases["summary"][k]) for k in keys)) + " |")
     if command:
         text += ["", f"Command: `{command}`"]
     return "\n".join(text) + "\n"
+
+
+def _low(value: float, name: str) -> float:
+    """A distance's lower bound is at least 0 (a symmetric t-interval can cross it)."""
+    return max(0.0, value) if name.endswith("_hd95") and math.isfinite(value) else value
 
 
 def _fmt(value: float, name: str) -> str:
