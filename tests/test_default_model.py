@@ -31,6 +31,7 @@ def test_card_and_weights(model: Path) -> None:
         cal = card.calibration
         assert cal is not None and cal.fitted_on.startswith("validation fold 1")
         assert cal.tumour_threshold is not None and cal.ood_threshold is not None
+        assert cal.mask_threshold is not None and cal.mask_dice_validation
         assert card.model["ood_features"] is True
     assert "not a medical device" in card.intended_use.lower()
     assert (model / "README.md").is_file()

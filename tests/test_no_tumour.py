@@ -164,6 +164,12 @@ def test_evaluation_reports_trust_per_dataset(calibrated: Path, tmp_path: Path) 
     det = trust["detection"]
     assert det["tumour_slices"] > 0 and det["tumour_free_slices"] > 0
     assert 0 <= det["auroc"] <= 1
+    res = cli("card", "--checkpoint", str(calibrated), "--metrics",
+              str(tmp_path / "ev" / "metrics.json"), "--out", str(tmp_path / "card.md"),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    card = (tmp_path / "card.md").read_text()
+    assert "- Mask: pixels above" in card and "validation Dice over" in card
     # a leave-one-dataset-out style evaluation on one source only
     res = cli("evaluate", "--checkpoint", str(calibrated), "--out", str(tmp_path / "lgg"),
               "--sources", "lgg", cwd=tmp_path)

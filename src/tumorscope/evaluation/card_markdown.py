@@ -122,6 +122,13 @@ def _trust(card: ModelCard, metrics: EvaluationResult) -> str:
                      f"{d.sensitivity:.1%} of {d.tumour_slices} tumour slices caught, "
                      f"{d.false_alarm_rate:.1%} false alarms on {d.tumour_free_slices} "
                      "tumour-free slices.")
+    if cal.mask_threshold is not None and (v := cal.mask_dice_validation):
+        rescue = (f"; a found tumour with no pixel above it is outlined where the mask "
+                  f"probability exceeds {cal.mask_rescue:g} x the slice's peak"
+                  if cal.mask_rescue is not None else "; no rescue")
+        lines.append(f"- Mask: pixels above {cal.mask_threshold:g}{rescue} (chosen on "
+                     f"validation Dice over {int(v['slices'])} tumour slices at the input size: "
+                     f"{v['dice_at_0.5']:.3f} with 0.5 alone, {v['dice']:.3f} with this rule).")
     if cal.ood_threshold is not None:
         lines.append(f"- Unfamiliar images: flagged when the pooled encoder features are "
                      f"further from every training class than {cal.ood_threshold:.0f} "
