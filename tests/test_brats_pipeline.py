@@ -113,6 +113,23 @@ def test_train_resume_evaluate(brats_root: Path, tmp_path: Path, family: str) ->
     assert res.returncode == 0, res.stderr
     text = (tmp_path / "card.md").read_text()
     assert "ten-case" in text and f"| {case_id} |" in text and "HD95" in text
+    # a cross-validation folder's table appended (here: one fold of two finished)
+    cv_dir = tmp_path / "cv"
+    (cv_dir / "fold-0").mkdir(parents=True)
+    metrics = tmp_path / "eval" / "metrics.json"
+    (cv_dir / "fold-0" / "metrics.json").write_bytes(metrics.read_bytes())
+    argv = ["card", "--checkpoint", str(model), "--metrics", str(metrics), "--out",
+            str(tmp_path / "cv-card.md"), "--cv", str(cv_dir)]
+    res = cli(*argv, cwd=tmp_path)
+    assert res.returncode == 2 and "not a `tumorscope cv` output folder" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "cv-card.md").exists()
+    (cv_dir / "cv.json").write_text('{"folds": 2}')
+    res = cli(*argv, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "cv-card.md").read_text()
+    assert "## 2-fold cross-validation (1 folds finished)" in text
+    assert f"| {case_id} | 0 | " in text.split("cross-validation")[-1]
+    assert not (cv_dir / "summary.json").exists()  # the card only reads the folder
 
 
 @pytest.mark.realdata

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,7 @@ def test_threshold_then_rescue_relative_to_the_peak() -> None:
     assert rescued.sum() == 9 and rescued[2:5, 2:5].all()
     assert tumour_mask(prob, 0.3, rescue=0.5).sum() == 9  # found at the threshold: no rescue
     assert not tumour_mask(np.zeros((8, 8), np.float32), 0.5, rescue=0.5).any()
+    assert not tumour_mask(prob / 100, 0.5, rescue=0.5).any()  # peak 0.004: nothing seen
 
 
 def test_the_fit_lowers_the_threshold_for_an_under_confident_network() -> None:
@@ -46,6 +49,12 @@ def test_the_fit_rescues_faint_tumours_it_cannot_reach_by_threshold() -> None:
     faint = square(16, 4, 12, 0.2, base=0.01)  # below every threshold of the grid
     _, rescue, scores = fit_mask_rule([faint], [truth])
     assert rescue is not None and scores["dice"] == 1.0 > scores["dice_at_0.5"]
+    # scored as deployed: a slice the classifier missed gets no mask, rescue or not
+    _, _, missed = fit_mask_rule([faint], [truth], found=[False])
+    assert missed["dice"] == missed["dice_at_0.5"] == 0.0
+    # a model that always names a tumour gets no rescue (it would outline every input)
+    _, rescue, _ = fit_mask_rule([faint], [truth], rescues=(None,))
+    assert rescue is None
 
 
 class FixedRunner:
@@ -76,7 +85,7 @@ RULE = Calibration(fitted_on="validation", no_tumour_class="no tumour", tumour_t
 @pytest.mark.parametrize(("calibration", "logits", "threshold", "pixels"), [
     (RULE, [4.0, -4.0], None, 16),        # tumour found, nothing above 0.5: rescued
     (RULE, [-4.0, 4.0], None, 0),         # no tumour found: no rescue
-    (RULE, [4.0, -4.0], 0.2, 16),         # an explicit threshold wins over the card's
+    (RULE, [4.0, -4.0], 0.005, 64),       # an explicit threshold wins over the card's
     (RULE.model_copy(update={"mask_threshold": 0.2, "mask_rescue": None}), [4.0, -4.0],
      None, 16),                           # the card's threshold
     (None, [4.0, -4.0], None, 0),         # uncalibrated: 0.5, no rescue
@@ -88,3 +97,13 @@ def test_the_inferer_applies_the_cards_rule(calibration: Calibration | None,
     image = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
     (out,) = inferer.predict_batch([image])
     assert int(out.mask.sum()) == pixels
+
+
+def test_a_volume_gets_the_rescue_slice_by_slice() -> None:
+    from tumorscope.io import Scan
+
+    inferer = JointInferer(FixedRunner([4.0, -4.0]), card(RULE))
+    volume = np.random.default_rng(0).random((1, 8, 8, 3)).astype(np.float32)
+    pred = inferer.predict_scan(Scan(volume, None, Path("case.nii.gz"), "nifti", ("t1",)))
+    assert pred.mask.shape == (8, 8, 3) and int(pred.mask.sum()) == 3 * 16
+    assert pred.extra["slices_with_tumour"] == 3

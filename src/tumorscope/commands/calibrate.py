@@ -1,5 +1,5 @@
-"""``tumorscope calibrate``: temperature, "no tumour" threshold and out-of-distribution
-reference fitted on the model's validation fold (evaluation/calibrate.py)."""
+"""``tumorscope calibrate``: temperature, "no tumour" threshold, out-of-distribution
+reference and mask rule fitted on the model's validation fold (evaluation/calibrate.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "reference on the validation fold",
                        description="Fits, on the model's validation fold only: temperature "
                        "scaling (ECE before/after), the tumour / no-tumour threshold (models "
-                       "with a 'no tumour' class) and the feature-distance reference that "
-                       "flags images unlike the training data. Writes the calibrated model "
+                       "with a 'no tumour' class), the feature-distance reference that "
+                       "flags images unlike the training data and the mask rule (threshold, "
+                       "and a rescue for found tumours with an empty mask, by validation "
+                       "Dice). Writes the calibrated model "
                        "to --out with a reliability diagram (calibration.png).")
     p.add_argument("--checkpoint", type=Path, required=True, help="model folder")
     p.add_argument("--out", type=Path, required=True, help="folder for the calibrated model")
@@ -40,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"no-tumour rule: tumour when 1 - p({cal.no_tumour_class}) >= "
               f"{cal.tumour_threshold:.3f} (validation AUROC {d['auroc']:.3f}, sensitivity "
               f"{d['sensitivity']:.3f}, specificity {d['specificity']:.3f})")
+    if cal.mask_threshold is not None:
+        v = cal.mask_dice_validation
+        print(f"mask rule: threshold {cal.mask_threshold:g}, rescue {cal.mask_rescue} "
+              f"(validation Dice {v['dice_at_0.5']:.3f} at 0.5 alone -> {v['dice']:.3f})")
     print(f"out-of-distribution threshold {cal.ood_threshold:.1f} (feature distance; "
           f"{cal.ood_validation_flag_rate:.1%} of validation flagged)")
     print(f"calibrated model written to {out}")

@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     render = get_task(card.task, "model card task").load("card_markdown")
     text = render(card, read_result(args.metrics), args.reproduce)
     if args.cv is not None:
-        from tumorscope.experiments.cv import aggregate, cv_markdown, read_plan
+        from tumorscope.experiments.cv import collect, cv_markdown, read_plan
 
-        text += "\n" + cv_markdown(aggregate(args.cv, read_plan(args.cv)), args.cv_command)
+        text += "\n" + cv_markdown(collect(args.cv, read_plan(args.cv)), args.cv_command)
     write_atomic(args.out, lambda p: p.write_text(text, encoding="utf-8"))
     print(f"model card written to {args.out}")
     return 0

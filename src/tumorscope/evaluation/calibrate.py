@@ -57,6 +57,7 @@ class NetworkOutputs(NamedTuple):
     logits: np.ndarray
     features: np.ndarray
     tumour_masks: list[np.ndarray]
+    keep: list[bool]
 
 
 def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[Record],
@@ -75,18 +76,25 @@ def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[R
         if any(chosen):
             probs = torch.sigmoid(mask_logits[:, 0].float()).numpy().astype(np.float16)
             kept += [p for p, k in zip(probs, chosen, strict=True) if k]
-    return NetworkOutputs(np.concatenate(logits), np.concatenate(pooled), kept)
+    return NetworkOutputs(np.concatenate(logits), np.concatenate(pooled), kept, keep)
 
 
-def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray]
-                  ) -> tuple[float, float | None, dict[str, float]]:
+def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray],
+                  found: Sequence[bool] | None = None, rescues: Sequence[float | None]
+                  = MASK_RESCUES) -> tuple[float, float | None, dict[str, float]]:
     """The (threshold, rescue) pair of the grid with the best mean Dice over slices with a
-    tumour, and that Dice beside the plain 0.5 threshold's."""
+    tumour, scored as deployed: the rescue only where the tumour was ``found``, an empty mask
+    where it was not (``found``: None for a model that always names a tumour); that Dice
+    beside the plain 0.5 threshold's."""
+    hits = list(found) if found is not None else [True] * len(probs)
+
     def mean_dice(threshold: float, rescue: float | None) -> float:
-        preds = [tumour_mask(p.astype(np.float32), threshold, rescue) for p in probs]
+        preds = [tumour_mask(p.astype(np.float32), threshold, rescue) if hit
+                 else np.zeros(p.shape, bool) for p, hit in zip(probs, hits, strict=True)]
         return float(per_image_dice(preds, truths).mean())
 
-    scores = {(t, r): mean_dice(t, r) for t in MASK_THRESHOLDS for r in MASK_RESCUES}
+    scores = {(t, r): mean_dice(t, r) for t in MASK_THRESHOLDS
+              for r in dict.fromkeys((None, *rescues))}
     best = max(scores, key=lambda k: (scores[k], k == (0.5, None)))
     return best[0], best[1], {"dice_at_0.5": scores[(0.5, None)], "dice": scores[best],
                               "slices": float(len(probs))}
@@ -95,6 +103,22 @@ def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray]
 def reference_masks(records: list[Record], size: int) -> list[np.ndarray]:
     """The records' reference masks at the network's input size."""
     return [resize_mask(load_record(r)[1], size).astype(bool) for r in records]
+
+
+def calibrate_masks(outputs: NetworkOutputs, records: list[Record], size: int,
+                    found: np.ndarray | None) -> tuple[float | None, float | None,
+                                                       dict[str, float]]:
+    """The mask rule fitted on the kept validation slices whose reference mask is not empty
+    at the input size; ``found`` (per record) is the calibrated tumour decision, None for a
+    model without a "no tumour" class (no rescue: it would outline every input)."""
+    kept = [i for i, r in enumerate(records) if outputs.keep[i]]
+    truths = reference_masks([records[i] for i in kept], size)
+    chosen = [j for j, t in enumerate(truths) if t.any()]
+    if not chosen:
+        return None, None, {}
+    return fit_mask_rule([outputs.tumour_masks[j] for j in chosen], [truths[j] for j in chosen],
+                         None if found is None else [bool(found[kept[j]]) for j in chosen],
+                         MASK_RESCUES if found is not None else (None,))
 
 
 def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: np.ndarray
@@ -133,12 +157,8 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
     labels = np.array([r.label for r in split.val])
     none = no_tumour_class(card.classes)
     positive = labels != (card.classes.index(none) if none is not None else -1)
-    val_logits, val_feats, val_masks = run_network(net, pre, split.val, "validation fold",
-                                                   batch_size, keep_masks=positive)
-    with_tumour = [r for r, t in zip(split.val, positive, strict=True) if t]
-    mask_threshold, rescue, mask_dice = fit_mask_rule(
-        val_masks, reference_masks(with_tumour, pre.input_size)) if val_masks \
-        else (None, None, {})
+    val = run_network(net, pre, split.val, "validation fold", batch_size, keep_masks=positive)
+    val_logits, val_feats = val.logits, val.features
     with torch.inference_mode():
         distances = net.ood(torch.from_numpy(val_feats)).numpy()
     temperature = fit_temperature(val_logits, labels)
@@ -150,6 +170,8 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
         threshold = youden_threshold(tumour, positive)
         detection = {"auroc": auroc(tumour, positive),
                      **operating_point(tumour, positive, threshold)}
+    found = None if threshold is None else tumour >= threshold  # the decision as deployed
+    mask_threshold, rescue, mask_dice = calibrate_masks(val, split.val, pre.input_size, found)
     ood_threshold = float(np.percentile(distances, OOD_PERCENTILE))
     calibration = Calibration(
         fitted_on=f"validation fold {split.val_fold} ({len(split.val)} slices, "

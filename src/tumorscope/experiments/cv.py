@@ -208,7 +208,9 @@ def pooled_cases(results: Sequence[EvaluationResult]) -> dict[str, Any] | None:
                 for case, values in r.cases.per_case.items()}
     if not per_case:
         return None
-    keys = [k for k in next(iter(per_case.values())) if k.endswith(("_dice", "_hd95"))]
+    common = set.intersection(*(set(v) for v in per_case.values()))
+    keys = [k for k in next(iter(per_case.values()))
+            if k in common and k.endswith(("_dice", "_hd95"))]
     summary = {}
     for k in keys:
         x = np.array([float(v[k]) for v in per_case.values()])
@@ -260,22 +262,28 @@ def cv_png(rows: Sequence[Row], summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def aggregate(out: Path, folds: int) -> CvResult:
-    """Read every finished fold of ``out``; write ``cv.csv``, ``summary.json`` and
-    ``cv.png``."""
-    import pandas as pd
-
+def collect(out: Path, folds: int) -> CvResult:
+    """Every finished fold of ``out``, its table and summary (nothing written)."""
     results = {k: read_result(p) for k in range(folds)
                if (p := out / f"fold-{k}" / "metrics.json").is_file()}
     if not results:
         raise TumorscopeError(out, "no finished fold to summarise")
     rows = [fold_row(r) for r in results.values()]
     summary = summarise(rows, list(results.values()), folds)
-    frame = pd.DataFrame(rows).astype({c: int for c in ID_COLUMNS})
-    write_atomic(out / "cv.csv", lambda p: frame.to_csv(p, index=False))
-    write_json(out / "summary.json", summary)
-    cv_png(rows, summary, out / "cv.png")
     return CvResult(folds, out, results, rows, summary)
+
+
+def aggregate(out: Path, folds: int) -> CvResult:
+    """Read every finished fold of ``out``; write ``cv.csv``, ``summary.json`` and
+    ``cv.png``."""
+    import pandas as pd
+
+    result = collect(out, folds)
+    frame = pd.DataFrame(result.rows).astype({c: int for c in ID_COLUMNS})
+    write_atomic(out / "cv.csv", lambda p: frame.to_csv(p, index=False))
+    write_json(out / "summary.json", result.summary)
+    cv_png(result.rows, result.summary, out / "cv.png")
+    return result
 
 
 def card_columns(names: Sequence[str]) -> list[str]:

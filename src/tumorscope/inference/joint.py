@@ -40,14 +40,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+RESCUE_MIN_PEAK = 0.05  # below this peak the network saw no tumour at all: nothing to rescue
+
+
 def tumour_mask(prob: np.ndarray, threshold: float, rescue: float | None = None) -> np.ndarray:
     """Pixels whose mask probability exceeds ``threshold``; when none does and ``rescue`` is
     set (a tumour was found on a calibrated model), those above ``rescue`` times the slice's
-    peak probability, so a tumour the classifier found is still outlined where the network
-    is least unsure."""
+    peak probability (a peak of at least ``RESCUE_MIN_PEAK``), so a tumour the classifier
+    found is still outlined where the network is least unsure."""
     mask = prob > threshold
-    if rescue is not None and not mask.any() and float(prob.max()) > 0:
-        mask = prob > rescue * float(prob.max())
+    peak = float(prob.max()) if prob.size else 0.0
+    if rescue is not None and not mask.any() and peak >= RESCUE_MIN_PEAK:
+        mask = prob > rescue * peak
     return mask
 
 
@@ -189,8 +193,9 @@ class JointInferer:
                     "distance": dist[:, None, None, None]}
 
         out = over_slices(scan.array, per_slice)
-        masks = out["mask"][0] > self.threshold
         per_slice_probs = out["probs"][:, 0, 0, :].T  # (slices, K); 1x1 per slice
+        masks = np.stack([self._mask_of(p, out["mask"][0][..., z])
+                          for z, p in enumerate(per_slice_probs)], axis=-1)
         areas = masks.sum(axis=(0, 1)).astype(float)
         weights = areas if areas.sum() > 0 else np.ones_like(areas)
         probs = np.average(per_slice_probs, axis=0, weights=weights)
