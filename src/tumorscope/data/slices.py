@@ -93,12 +93,16 @@ class SliceDataset(Dataset):
 
 
 def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
-                  batch_size: int = 32) -> Iterator[torch.Tensor]:
-    """Model inputs ``(B, C, S, S)`` of ``records`` in order, with a progress bar."""
+                  batch_size: int = 32) -> Iterator[tuple[torch.Tensor, list[np.ndarray]]]:
+    """Model inputs ``(B, C, S, S)`` of ``records`` in order with their reference masks (at
+    the records' own size, read in the same pass), with a progress bar."""
     for start in track(range(0, len(records), batch_size), what,
                        total=-(-len(records) // batch_size)):
         chunk = records[start:start + batch_size]
-        yield torch.from_numpy(np.stack([pre(load_record(r)[0], r.image) for r in chunk]))
+        loaded = [load_record(r) for r in chunk]
+        yield (torch.from_numpy(np.stack([pre(pixels, r.image) for r, (pixels, _)
+                                          in zip(chunk, loaded, strict=True)])),
+               [mask for _, mask in loaded])
 
 
 def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
 from tumorscope.data.prepare import prepare_split, spread
 from tumorscope.data.records import Record
-from tumorscope.data.slices import load_record, slice_batches
+from tumorscope.data.slices import slice_batches
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.inference.joint import tumour_mask
 from tumorscope.metrics import per_image_dice
@@ -51,32 +51,37 @@ MASK_RESCUES: tuple[float | None, ...] = (None, 0.3, 0.5, 0.7)
 
 
 class NetworkOutputs(NamedTuple):
-    """Class logits ``(N, K)``, pooled encoder features ``(N, D)`` and the mask
-    probabilities ``(S, S)`` (float16) of the slices picked by ``keep_masks``."""
+    """Class logits ``(N, K)``, pooled encoder features ``(N, D)`` and, for the slices
+    picked by ``keep_masks`` whose reference mask is not empty at the input size, their
+    index, mask probabilities ``(S, S)`` (float16) and reference mask ``(S, S)``."""
 
     logits: np.ndarray
     features: np.ndarray
-    tumour_masks: list[np.ndarray]
-    keep: list[bool]
+    masks: list[tuple[int, np.ndarray, np.ndarray]]
 
 
 def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[Record],
                 what: str, batch_size: int = 32,
                 keep_masks: Sequence[bool] | None = None) -> NetworkOutputs:
-    """The network's outputs on ``records``."""
+    """The network's outputs on ``records`` (each read once)."""
     logits, pooled, kept = [], [], []
     keep = list(keep_masks) if keep_masks is not None else [False] * len(records)
-    for start, batch in zip(range(0, len(records), batch_size),
-                            slice_batches(pre, records, what, batch_size), strict=True):
+    for start, (batch, references) in zip(range(0, len(records), batch_size),
+                                          slice_batches(pre, records, what, batch_size),
+                                          strict=True):
         with torch.inference_mode():
             mask_logits, lg, feats = net.pooled(batch)
         logits.append(lg.float().numpy())
         pooled.append(feats.float().numpy())
-        chosen = keep[start:start + batch_size]
-        if any(chosen):
-            probs = torch.sigmoid(mask_logits[:, 0].float()).numpy().astype(np.float16)
-            kept += [p for p, k in zip(probs, chosen, strict=True) if k]
-    return NetworkOutputs(np.concatenate(logits), np.concatenate(pooled), kept, keep)
+        if not any(keep[start:start + batch_size]):
+            continue
+        probs = torch.sigmoid(mask_logits[:, 0].float()).numpy().astype(np.float16)
+        for i, (prob, reference) in enumerate(zip(probs, references, strict=True),
+                                              start=start):
+            truth = resize_mask(reference, pre.input_size).astype(bool) if keep[i] else None
+            if truth is not None and truth.any():
+                kept.append((i, prob, truth))
+    return NetworkOutputs(np.concatenate(logits), np.concatenate(pooled), kept)
 
 
 def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray],
@@ -100,24 +105,16 @@ def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray],
                               "slices": float(len(probs))}
 
 
-def reference_masks(records: list[Record], size: int) -> list[np.ndarray]:
-    """The records' reference masks at the network's input size."""
-    return [resize_mask(load_record(r)[1], size).astype(bool) for r in records]
-
-
-def calibrate_masks(outputs: NetworkOutputs, records: list[Record], size: int,
-                    found: np.ndarray | None) -> tuple[float | None, float | None,
-                                                       dict[str, float]]:
-    """The mask rule fitted on the kept validation slices whose reference mask is not empty
-    at the input size; ``found`` (per record) is the calibrated tumour decision, None for a
-    model without a "no tumour" class (no rescue: it would outline every input)."""
-    kept = [i for i, r in enumerate(records) if outputs.keep[i]]
-    truths = reference_masks([records[i] for i in kept], size)
-    chosen = [j for j, t in enumerate(truths) if t.any()]
-    if not chosen:
+def calibrate_masks(outputs: NetworkOutputs, found: np.ndarray | None
+                    ) -> tuple[float | None, float | None, dict[str, float]]:
+    """The mask rule fitted on the kept validation slices; ``found`` (per record) is the
+    calibrated tumour decision, None for a model without a "no tumour" class (no rescue: it
+    would outline every input)."""
+    if not outputs.masks:
         return None, None, {}
-    return fit_mask_rule([outputs.tumour_masks[j] for j in chosen], [truths[j] for j in chosen],
-                         None if found is None else [bool(found[kept[j]]) for j in chosen],
+    index, probs, truths = zip(*outputs.masks, strict=True)
+    return fit_mask_rule(list(probs), list(truths),
+                         None if found is None else [bool(found[i]) for i in index],
                          MASK_RESCUES if found is not None else (None,))
 
 
@@ -164,14 +161,14 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
     temperature = fit_temperature(val_logits, labels)
     before = reliability(softmax(val_logits), labels)
     after = reliability(softmax(val_logits, temperature), labels)
-    threshold, detection = None, {}
+    threshold, detection, found = None, {}, None
     if none is not None:
         tumour = 1.0 - softmax(val_logits, temperature)[:, card.classes.index(none)]
         threshold = youden_threshold(tumour, positive)
         detection = {"auroc": auroc(tumour, positive),
                      **operating_point(tumour, positive, threshold)}
-    found = None if threshold is None else tumour >= threshold  # the decision as deployed
-    mask_threshold, rescue, mask_dice = calibrate_masks(val, split.val, pre.input_size, found)
+        found = tumour >= threshold  # the decision as deployed
+    mask_threshold, rescue, mask_dice = calibrate_masks(val, found)
     ood_threshold = float(np.percentile(distances, OOD_PERCENTILE))
     calibration = Calibration(
         fitted_on=f"validation fold {split.val_fold} ({len(split.val)} slices, "

@@ -65,7 +65,7 @@ def record_features(model: nn.Module, pre: SlicePreprocessing, records: list[Rec
     """Pooled features ``(N, D)`` of ``records``."""
     model.eval()
     feats = []
-    for batch in slice_batches(pre, records, "features", batch_size):
+    for batch, _ in slice_batches(pre, records, "features", batch_size):
         with torch.inference_mode():
             feats.append(pooled_features(model, batch).float().numpy())
     return np.concatenate(feats)
