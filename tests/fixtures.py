@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+@contextmanager
+def module_scratch(factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A module-scoped fixture's folder, removed when the module is done: a tiny run's
+    checkpoints take about 0.7 GB, and a CI machine's disk is not ours to fill. (Folders of
+    single tests go when they pass: ``tmp_path_retention_policy`` in pyproject.toml.)"""
+    path = factory.mktemp(name)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_figshare_mat(path: Path, image: np.ndarray, label: int, pid: str,

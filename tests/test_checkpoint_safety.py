@@ -3,11 +3,12 @@ passed over on resume, and checkpoints are written atomically in their own folde
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures import cli, write_config
+from fixtures import cli, module_scratch, write_config
 from tumorscope.config import load_config
 from tumorscope.errors import CheckpointError
 from tumorscope.training.ckpt_io import load_training_checkpoint
@@ -33,13 +34,14 @@ def _crafted(path: Path, marker: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Path:
+def finished_run(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path
+                 ) -> Iterator[Path]:
     from tumorscope.training.run import train
 
-    tmp = tmp_path_factory.mktemp("safety")
-    cfg = load_config(write_config(tmp, mat_dataset, epochs=2), ["ema.enabled=false"])
-    train(cfg)
-    return cfg.run_dir
+    with module_scratch(tmp_path_factory, "safety") as tmp:
+        cfg = load_config(write_config(tmp, mat_dataset, epochs=2), ["ema.enabled=false"])
+        train(cfg)
+        yield cfg.run_dir
 
 
 def test_crafted_checkpoints_are_refused_without_running(tmp_path: Path, finished_run: Path,

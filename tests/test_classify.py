@@ -5,6 +5,7 @@ a classifier, and classifier inference (JSON only, no mask)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from fixtures import make_figshare_mat_dataset, save_random_classifier, save_random_model
+from fixtures import (
+    make_figshare_mat_dataset,
+    module_scratch,
+    save_random_classifier,
+    save_random_model,
+)
 from tumorscope.cli import main
 from tumorscope.config import ClassifyExperiment, ExperimentConfig, load_config
 from tumorscope.errors import CheckpointError, ConfigError
@@ -123,16 +129,16 @@ class _StopAt(L.Callback):
 
 @pytest.fixture(scope="module")
 def staged_run(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path
-               ) -> tuple[Path, ClassifyExperiment, _Recorder]:
+               ) -> Iterator[tuple[Path, ClassifyExperiment, _Recorder]]:
     """The three-stage run, uninterrupted, with what it saw recorded."""
     from tumorscope.training.run import train
 
-    tmp = tmp_path_factory.mktemp("classify")
-    path = _write_config(tmp, mat_dataset)
-    cfg = _classify(load_config(path))
-    recorder = _Recorder()
-    train(cfg, callbacks=[recorder])
-    return path, cfg, recorder
+    with module_scratch(tmp_path_factory, "classify") as tmp:
+        path = _write_config(tmp, mat_dataset)
+        cfg = _classify(load_config(path))
+        recorder = _Recorder()
+        train(cfg, callbacks=[recorder])
+        yield path, cfg, recorder
 
 
 # ---------------------------------------------------------------- stages and learning rates

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures import ENV, cli, write_config
+from fixtures import ENV, cli, module_scratch, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -97,13 +98,13 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Path:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Iterator[Path]:
     """A one-epoch model on the generated data, shared by the prediction tests."""
-    tmp = tmp_path_factory.mktemp("tiny_model")
-    config = write_config(tmp, mat_dataset, epochs=1)
-    res = cli("train", "--config", str(config), cwd=tmp)
-    assert res.returncode == 0, res.stderr
-    return tmp / "runs" / "tiny" / "model"
+    with module_scratch(tmp_path_factory, "tiny_model") as tmp:
+        config = write_config(tmp, mat_dataset, epochs=1)
+        res = cli("train", "--config", str(config), cwd=tmp)
+        assert res.returncode == 0, res.stderr
+        yield tmp / "runs" / "tiny" / "model"
 
 
 def test_predict_nifti_volume_writes_nifti_mask(tmp_path: Path, tiny_model: Path) -> None:

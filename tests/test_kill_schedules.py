@@ -5,10 +5,12 @@ weights bit-identical to an uninterrupted run."""
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import lightning as L
 import pytest
 import torch
 
-from fixtures import ENV, write_config
+from fixtures import ENV, module_scratch, write_config
 from tumorscope.config import load_config
 from tumorscope.training import ckpt_io
 from tumorscope.training.run import train
@@ -50,12 +52,14 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Any:
-    tmp = tmp_path_factory.mktemp("kills")
-    cfg_path = write_config(tmp, mat_dataset, epochs=3, log_every_n_steps=1)
-    cfg = load_config(cfg_path, ["output.run_name=straight", *OVERRIDES])
-    train(cfg)
-    return cfg_path, _weights(cfg.run_dir)
+def straight(tmp_path_factory: pytest.TempPathFactory, mat_dataset: Path) -> Iterator[Any]:
+    with module_scratch(tmp_path_factory, "kills") as tmp:
+        cfg_path = write_config(tmp, mat_dataset, epochs=3, log_every_n_steps=1)
+        cfg = load_config(cfg_path, ["output.run_name=straight", *OVERRIDES])
+        train(cfg)
+        weights = _weights(cfg.run_dir)
+        shutil.rmtree(cfg.run_dir)  # only its weights are compared
+        yield cfg_path, weights
 
 
 def test_kills_in_validation_and_at_steps_still_finish_identically(straight: Any) -> None:
@@ -70,6 +74,7 @@ def test_kills_in_validation_and_at_steps_still_finish_identically(straight: Any
     weights = _weights(cfg.run_dir)
     different = [k for k in reference if not torch.equal(reference[k], weights[k])]
     assert not different, different[:5]
+    shutil.rmtree(cfg.run_dir)
 
 
 def test_a_kill_while_writing_a_checkpoint(straight: Any, monkeypatch: pytest.MonkeyPatch
@@ -96,6 +101,7 @@ def test_a_kill_while_writing_a_checkpoint(straight: Any, monkeypatch: pytest.Mo
     train(cfg, resume=True)
     weights = _weights(cfg.run_dir)
     assert all(torch.equal(reference[k], weights[k]) for k in reference)
+    shutil.rmtree(cfg.run_dir)
 
 
 def _start(cfg_path: Path, run_dir: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -122,7 +128,10 @@ def uninterrupted_process(straight: Any, tmp_path_factory: pytest.TempPathFactor
     start = time.monotonic()
     proc = _start(cfg_path, run_dir, tmp_path_factory.mktemp("process") / "train.log")
     assert proc.wait(timeout=600) == 0
-    return cfg_path, _weights(run_dir), time.monotonic() - start
+    duration = time.monotonic() - start
+    weights = _weights(run_dir)
+    shutil.rmtree(run_dir)
+    return cfg_path, weights, duration
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -159,3 +168,4 @@ def test_random_external_kill_9_schedules_finish_identically(uninterrupted_proce
     weights = _weights(run_dir)
     different = [k for k in reference if not torch.equal(reference[k], weights[k])]
     assert not different, different[:5]
+    shutil.rmtree(run_dir)

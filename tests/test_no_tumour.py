@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures import ENV, blob_slice, cli, make_lgg_dataset, write_brats_case
+from fixtures import ENV, blob_slice, cli, make_lgg_dataset, module_scratch, write_brats_case
 
 
 def make_figshare_compact(root: Path, patients: int = 10, slices: int = 3, size: int = 64,
@@ -111,10 +111,10 @@ def test_sources_filter_and_unknown_source(mix: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def calibrated(mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("mix_run")
-    config = tmp / "mix.yaml"
-    config.write_text(f"""name: mix
+def calibrated(mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with module_scratch(tmp_path_factory, "mix_run") as tmp:
+        config = tmp / "mix.yaml"
+        config.write_text(f"""name: mix
 seed: 3
 data: {{dataset: mri-mix, root: {mix}, test_fold: 0, val_fold: 1}}
 model: {{arch: unet, encoder: resnet18, encoder_weights: none, attention: none, input_size: 64}}
@@ -124,14 +124,14 @@ ema: {{enabled: false}}
 output: {{root: {tmp / 'runs'}}}
 trainer: {{epochs: 2, batch_size: 8, accelerator: cpu, checkpoint_every_n_steps: 5}}
 """)
-    res = cli("train", "--config", str(config), cwd=tmp)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = tmp / "calibrated"
-    res = cli("calibrate", "--checkpoint", str(tmp / "runs" / "mix" / "model"), "--out",
-              str(out), cwd=tmp)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "temperature" in res.stdout and "no-tumour rule" in res.stdout
-    return out
+        res = cli("train", "--config", str(config), cwd=tmp)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out = tmp / "calibrated"
+        res = cli("calibrate", "--checkpoint", str(tmp / "runs" / "mix" / "model"), "--out",
+                  str(out), cwd=tmp)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "temperature" in res.stdout and "no-tumour rule" in res.stdout
+        yield out
 
 
 def test_calibration_is_fitted_on_validation_and_stored(calibrated: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,22 @@ def test_mid_epoch_resume_matches_uninterrupted_run(tmp_path: Path, mat_dataset:
     assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, different[:5]
+
+
+def test_weighted_epoch_order_draws_in_proportion_and_stays_resumable() -> None:
+    weights = np.array([3.0] * 50 + [1.0] * 50)  # the first half three times as likely
+    order = EpochOrder(100, seed=2, weights=weights)
+    first = list(order)
+    assert len(first) == 100 and first == list(EpochOrder(100, seed=2, weights=weights))
+    order.skip = 30
+    assert list(order) == first[30:]  # a resume continues the same draws
+    drawn = [i for e in range(20) for i, _ in _epoch(order, e)]
+    share = np.mean(np.array(drawn) < 50)
+    assert 0.72 < share < 0.78, share  # 3 / (3 + 1) = 0.75
+    with pytest.raises(ValueError, match="positive weight"):
+        EpochOrder(3, seed=0, weights=np.array([1.0, 0.0, 1.0]))
+
+
+def _epoch(order: EpochOrder, epoch: int) -> list[tuple[int, int]]:
+    order.set_epoch(epoch)
+    return list(order)

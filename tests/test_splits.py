@@ -57,3 +57,22 @@ def test_shipped_split_with_patient_in_two_folds_is_refused() -> None:
     index.records.append(Record("x", Path("x.png"), None, r.label, r.patient, fold=other_fold))
     with pytest.raises(ScanReadError, match="appears in folds"):
         make_split(index, 5, 0, 1, seed=0)
+
+
+def test_source_weights_per_record_and_unknown_sources_refused() -> None:
+    import numpy as np
+
+    from tumorscope.config import build_config
+    from tumorscope.data.prepare import source_weights
+    from tumorscope.errors import ConfigError
+
+    records = [Record(f"{s}/{i}", Path(f"{i}.png"), None, 0, f"P{i}", source=s)
+               for i, s in enumerate(["figshare", "lgg", "figshare", "brats"])]
+    assert source_weights(records, None) is None
+    np.testing.assert_array_equal(source_weights(records, {"figshare": 2.5}), [2.5, 1, 2.5, 1])
+    with pytest.raises(ConfigError, match="figshar"):
+        source_weights(records, {"figshar": 2})  # a typo is not silently ignored
+    with pytest.raises(ConfigError, match="positive"):
+        build_config({"data": {"source_weights": {"figshare": 0}}})
+    with pytest.raises(ConfigError, match="one dataset"):
+        build_config({"task": "brats", "data": {"source_weights": {"brats": 2}}})

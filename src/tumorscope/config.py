@@ -46,6 +46,17 @@ class DataConfig(_Strict):
     limit_per_split: int | None = Field(None, ge=1)
     sources: list[str] | None = Field(None, description="keep only these datasets of a mixed "
                                       "collection (leave-one-dataset-out runs)")
+    source_weights: dict[str, float] | None = Field(
+        None, description="draw training slices of a mixed collection with these relative "
+        "weights per dataset (others 1), with replacement, epochs keeping their length; "
+        "e.g. {figshare: 2} shows figshare's slices twice as often")
+
+    @field_validator("source_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and any(w <= 0 for w in value.values()):
+            raise ValueError("source_weights must be positive")
+        return value
 
     @model_validator(mode="after")
     def _folds_differ(self) -> DataConfig:
@@ -381,6 +392,12 @@ class BratsExperiment(ExperimentConfig):
     loss: BratsLossConfig = BratsLossConfig()
     augment: Augment3DConfig = Augment3DConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig(monitor="val/dice")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BratsExperiment:
+        if self.data.source_weights:
+            raise ValueError("data.source_weights: BraTS cases come from one dataset")
+        return self
 
     @property
     def cache_dir(self) -> Path:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import numpy as np
+
 from tumorscope.config import ExperimentConfig, resolve_data_root
-from tumorscope.data.records import DatasetIndex
+from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import get_indexer
 from tumorscope.data.splits import Split, make_split, uses_shipped_folds
 from tumorscope.errors import ConfigError
@@ -48,6 +50,20 @@ def keep_sources(index: DatasetIndex, sources: list[str] | None) -> DatasetIndex
     records = [r for r in index.records if (r.source or index.name) in sources]
     return DatasetIndex(index.name, index.root, index.classes, records,
                         {**index.info, "sources": list(sources)})
+
+
+def source_weights(records: list[Record], weights: dict[str, float] | None
+                   ) -> np.ndarray | None:
+    """Each training record's sampling weight from ``data.source_weights`` (others 1);
+    None without weights. A dataset name absent from the records is a config error."""
+    if not weights:
+        return None
+    present = sorted({r.source for r in records if r.source})
+    unknown = sorted(set(weights) - set(present))
+    if unknown:
+        raise ConfigError("data.source_weights", f"{unknown} not among the training slices' "
+                          f"datasets {present}")
+    return np.array([weights.get(r.source or "", 1.0) for r in records])
 
 
 def spread(records: list[T], n: int) -> list[T]:

@@ -21,12 +21,20 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class EpochOrder(Sampler[tuple[int, int]]):
-    """Yields ``(index, augmentation_seed)`` pairs in an order fixed by ``(seed, epoch)``."""
+    """Yields ``(index, augmentation_seed)`` pairs in an order fixed by ``(seed, epoch)``.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, pad: bool = True) -> None:
+    With ``weights`` (one per sample) an epoch is ``size`` draws with replacement in
+    proportion to them, still fixed by ``(seed, epoch)``; without, a permutation.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, pad: bool = True,
+                 weights: np.ndarray | None = None) -> None:
         self.size, self.seed, self.shuffle, self.pad = size, seed, shuffle, pad
         self.epoch, self.skip = 0, 0
         self.rank, self.world = 0, 1
+        if weights is not None and (len(weights) != size or not np.all(weights > 0)):
+            raise ValueError("EpochOrder: one positive weight per sample")
+        self.p = None if weights is None else np.asarray(weights, float) / np.sum(weights)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch."""
@@ -34,7 +42,10 @@ class EpochOrder(Sampler[tuple[int, int]]):
 
     def _pairs(self) -> list[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+        if self.p is not None:
+            order = rng.choice(self.size, self.size, replace=True, p=self.p)
+        else:
+            order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         seeds = rng.integers(0, 2**31 - 1, self.size)
         pairs = [(int(i), int(s)) for i, s in zip(order, seeds, strict=True)]
         if self.pad and self.world > 1 and self.size % self.world:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tumorscope.config import ClassifyExperiment, JointExperiment
+from tumorscope.data.prepare import source_weights
 from tumorscope.data.records import Record
 from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
 from tumorscope.data.splits import Split
@@ -127,7 +128,8 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
                           "persistent_workers": cfg.data.num_workers > 0 and not resizing}
-    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed),
+    weights = source_weights(split.train, cfg.data.source_weights)
+    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed, weights=weights),
                             drop_last=len(train_ds) > cfg.trainer.batch_size, **kw)
     if not split.val:
         return Loaders(train, None, stats)
