@@ -130,8 +130,10 @@ def test_embed_all_folds_limited_and_fold_override(tiny_model: Path, tmp_path: P
     assert code == 0, err
     table = pd.read_csv(tmp_path / "f" / "embedding.csv")
     assert len(table) == 24
-    assert set(table.loc[table["part"] == "test", "fold"]) == {2}
+    # fold 2 is picked as "test", but the part says what the model did with it: trained on it
+    assert set(table.loc[table["part"] == "train", "fold"]) == {2}
     assert set(table.loc[table["part"] == "val", "fold"]) == {1}
+    assert "test" not in set(table["part"])
 
 
 @pytest.mark.parametrize("args", [["--fold", "3"], ["--limit", "0"]])

@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="part(s) of the split to embed (default: test; all: every fold, "
                    "coloured by fold)")
     p.add_argument("--fold", type=int,
-                   help="fold taken as the test part (default: the model's test fold)")
+                   help="fold taken as the test part (default: the model's test fold); the "
+                   "part column still says what the model did with each slice (train, val, "
+                   "test in its own split)")
     p.add_argument("--limit", type=int, help="at most this many slices (evenly spread)")
     p.add_argument("--seed", type=int, default=0, help="t-SNE random state")
     p.add_argument("--batch-size", type=int, default=32)

@@ -60,6 +60,13 @@ def chosen_records(split: Split, parts: Sequence[str]) -> list[tuple[Record, str
     return [(r, part) for part in wanted for r in getattr(split, part)]
 
 
+def own_parts(chosen: list[tuple[Record, str]], own: Split) -> list[tuple[Record, str]]:
+    """``chosen`` relabelled with each slice's part in the model's own split (a ``--fold``
+    override picks the slices; whether the model trained on them is what the map shows)."""
+    part_of = {r.id: part for r, part in chosen_records(own, ["all"])}
+    return [(r, part_of.get(r.id, part)) for r, part in chosen]
+
+
 def record_features(model: nn.Module, pre: SlicePreprocessing, records: list[Record],
                     batch_size: int = 32) -> np.ndarray:
     """Pooled features ``(N, D)`` of ``records``."""
@@ -141,6 +148,8 @@ def embed(checkpoint: str | Path, out: str | Path, data_root: str | None = None,
     cfg = card.experiment(f"{checkpoint} (model card)")
     index, split = split_for(cfg, data_root, fold)
     chosen = chosen_records(split, parts)
+    if fold is not None and fold != cfg.data.test_fold:
+        chosen = own_parts(chosen, prepare_split(cfg, data_root)[1])
     chosen = spread(chosen, limit) if limit else chosen
     coords = tsne(record_features(model, pre, [r for r, _ in chosen], batch_size), seed)
     fold_of = assign_folds(index, cfg.data.folds, cfg.seed, cfg.data.fold_source)
