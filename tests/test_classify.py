@@ -501,6 +501,61 @@ def test_classifier_predict_writes_json_only_and_evaluate_has_no_segmentation(
     assert metrics["fold_role"] == "test" and len(metrics["per_image"]) == 12
 
 
+def test_class_rule_cools_overconfident_logits_and_sets_the_no_tumour_point() -> None:
+    from tumorscope.evaluation.calibrate import fit_class_rule
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    wrong = rng.random(600) < 0.3  # 70% right, every answer at p ~ 1: overconfident
+    predicted = np.where(wrong, (labels + 1) % 3, labels)
+    logits = 12.0 * np.eye(3)[predicted] + rng.normal(0, 0.5, (600, 3))
+    fields, found = fit_class_rule(logits, labels, ["glioma", "meningioma", "pituitary"])
+    assert found is None and fields["no_tumour_class"] is None
+    assert fields["temperature"] > 2 and fields["ece_after"] < fields["ece_before"] / 2
+    assert fields["nll_after"] < fields["nll_before"]
+    fields, found = fit_class_rule(logits[:, :2], (labels > 0).astype(int),
+                                   ["no tumour", "tumour"])
+    assert fields["no_tumour_class"] == "no tumour" and 0 < fields["tumour_threshold"] < 1
+    assert found is not None and found.shape == (600,) and found.dtype == bool
+    assert 0 <= fields["detection_validation"]["auroc"] <= 1
+
+
+@pytest.mark.slow
+def test_calibrate_a_classifier_keeps_its_weights_and_scales_its_probabilities(
+        staged_run: tuple[Path, ClassifyExperiment, _Recorder], mat_dataset: Path,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tumorscope.checkpoint.store import load_checkpoint
+    from tumorscope.inference.predictor import Predictor
+
+    _, cfg, _ = staged_run
+    model, out = cfg.run_dir / "model", tmp_path / "calibrated"
+    assert main(["calibrate", "--checkpoint", str(model), "--data-root", str(mat_dataset),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "temperature" in printed and "out-of-distribution" not in printed
+    (net0, _), (net1, card) = load_checkpoint(model), load_checkpoint(out)
+    cal = card.calibration
+    assert cal is not None and cal.ood_threshold is None and cal.mask_threshold is None
+    assert abs(cal.temperature - 1) > 1e-3  # else the probability check below is vacuous
+    assert cal.fitted_on.startswith(f"validation fold {cfg.data.val_fold}")
+    assert (out / "calibration.png").stat().st_size > 1000
+    for (name, a), b in zip(net0.state_dict().items(), net1.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    raw, scaled = (Predictor.from_checkpoint(m, backend="torch").predict_file(
+        mat_dataset / "1.mat").probabilities for m in (model, out))
+    logit = np.log([raw[c] for c in card.classes])  # softmax(z / T) = normalised p ** (1/T)
+    expected = np.exp(logit / cal.temperature) / np.exp(logit / cal.temperature).sum()
+    np.testing.assert_allclose([scaled[c] for c in card.classes], expected, atol=1e-4)
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(out), "--data-root", str(mat_dataset),
+                 "--out", str(ev)]) == 0
+    trust = json.loads((ev / "metrics.json").read_text())["trust"]
+    assert trust["temperature"] == pytest.approx(cal.temperature)
+    assert main(["card", "--checkpoint", str(out), "--metrics", str(ev / "metrics.json"),
+                 "--out", str(tmp_path / "card.md")]) == 0
+    assert f"Temperature {cal.temperature:.3f}" in (tmp_path / "card.md").read_text()
+
+
 @pytest.mark.parametrize("calibrated", [True, False])
 @pytest.mark.parametrize(("bias", "message"), [((4.0, -4.0), "No tumour found."),
                                                 ((-4.0, 4.0), "Tumour found: tumour")])

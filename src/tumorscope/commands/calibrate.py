@@ -12,8 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="fit temperature, no-tumour threshold and OOD "
                        "reference on the validation fold",
                        description="Fits, on the model's validation fold only: temperature "
-                       "scaling (ECE before/after), the tumour / no-tumour threshold (models "
-                       "with a 'no tumour' class), the feature-distance reference that "
+                       "scaling (ECE before/after) and the tumour / no-tumour threshold "
+                       "(models with a 'no tumour' class), for classifiers and joint models; "
+                       "for joint models also the feature-distance reference that "
                        "flags images unlike the training data and the mask rule (threshold, "
                        "and a rescue for found tumours with an empty mask, by validation "
                        "Dice). Writes the calibrated model "
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         v = cal.mask_dice_validation
         print(f"mask rule: threshold {cal.mask_threshold:g}, rescue {cal.mask_rescue} "
               f"(validation Dice {v['dice_at_0.5']:.3f} at 0.5 alone -> {v['dice']:.3f})")
-    print(f"out-of-distribution threshold {cal.ood_threshold:.1f} (feature distance; "
-          f"{cal.ood_validation_flag_rate:.1%} of validation flagged)")
+    if cal.ood_threshold is not None and cal.ood_validation_flag_rate is not None:
+        print(f"out-of-distribution threshold {cal.ood_threshold:.1f} (feature distance; "
+              f"{cal.ood_validation_flag_rate:.1%} of validation flagged)")
     print(f"calibrated model written to {out}")
     return 0

@@ -1,5 +1,6 @@
 """``tumorscope calibrate``: fit, on the model's validation fold only, what makes its answers
-honest, and write the model again with it:
+honest, and write the model again with it (a classifier gets the first two items, a joint
+model all four):
 
 - **temperature scaling** of the class logits (validation NLL), with the expected calibration
   error and reliability bins before and after;
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
@@ -132,62 +134,101 @@ def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: 
     cast(torch.Tensor, net.ood.precision).copy_(torch.from_numpy(precision.astype(np.float32)))
 
 
+def fit_class_rule(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str]
+                   ) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Temperature (validation NLL), reliability before and after it and, for a model with a
+    "no tumour" class, the Youden operating point; as :class:`Calibration` fields, with the
+    tumour decision per slice as deployed (None without a "no tumour" class)."""
+    temperature = fit_temperature(logits, labels)
+    before = reliability(softmax(logits), labels)
+    after = reliability(softmax(logits, temperature), labels)
+    none = no_tumour_class(list(classes))
+    fields: dict[str, Any] = {
+        "temperature": temperature, "ece_before": before["ece"], "ece_after": after["ece"],
+        "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, temperature),
+        "no_tumour_class": none, "reliability_before": before["bins"],
+        "reliability_after": after["bins"]}
+    if none is None:
+        return fields, None
+    positive = labels != list(classes).index(none)
+    tumour = 1.0 - softmax(logits, temperature)[:, list(classes).index(none)]
+    threshold = youden_threshold(tumour, positive)
+    fields |= {"tumour_threshold": threshold,
+               "detection_validation": {"auroc": auroc(tumour, positive),
+                                        **operating_point(tumour, positive, threshold)}}
+    return fields, tumour >= threshold
+
+
+def classifier_logits(model: nn.Module, pre: SlicePreprocessing, records: list[Record],
+                      what: str, batch_size: int = 32) -> np.ndarray:
+    """A classify-task network's class logits ``(N, K)`` on ``records``."""
+    logits = []
+    for batch, _ in slice_batches(pre, records, what, batch_size):
+        with torch.inference_mode():
+            logits.append(model(batch)[0].float().numpy())
+    return np.concatenate(logits)
+
+
+def write_calibrated(out: str | Path, state: dict[str, torch.Tensor], card: ModelCard,
+                     full_precision: tuple[str, ...] = ()) -> Path:
+    """The calibrated model (weights + card) and its reliability diagram in ``out``."""
+    from tumorscope.reporting.plots import reliability_png
+
+    cal = card.calibration
+    assert cal is not None and cal.ece_before is not None and cal.ece_after is not None
+    out = Path(out)
+    save_checkpoint(out, state, card, half=card.weights_dtype == "float16",
+                    full_precision=full_precision)
+    (out / "calibration.png").write_bytes(reliability_png(
+        cal.reliability_before, cal.reliability_after, cal.ece_before, cal.ece_after))
+    return out
+
+
 def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = None,
               max_train: int = 3000, batch_size: int = 32) -> tuple[Path, ModelCard]:
-    """Calibrate a joint model on its validation fold; writes it (weights + card) to ``out``."""
+    """Calibrate a slice model on its validation fold; writes it (weights + card) to ``out``.
+    A classifier (task classify) gets the temperature and the "no tumour" operating point; a
+    joint model also the out-of-distribution reference and the mask rule."""
     model, card = load_checkpoint(checkpoint)
-    if card.task != "joint":
-        raise CheckpointError(checkpoint, f"calibrate fits slice models (task joint), not "
-                              f"{card.task!r}")
+    if card.task not in ("joint", "classify"):
+        raise CheckpointError(checkpoint, f"calibrate fits slice models (task joint or "
+                              f"classify), not {card.task!r}")
     cfg = card.experiment(f"{checkpoint} (model card)")
     _, split = prepare_split(cfg, data_root)
     if not split.val:
         raise ConfigError("data.val_fold", "calibration needs the model's validation fold; "
                           "the card's config has none")
-    k = len(card.classes)
-    net = model if isinstance(model, JointWithDistance) else JointWithDistance(model, k)
-    net.eval()
     pre = SlicePreprocessing.from_card(card.preprocessing)
+    labels = np.array([r.label for r in split.val])
+    fitted_on = (f"validation fold {split.val_fold} ({len(split.val)} slices, "
+                 f"{len({r.patient for r in split.val})} patients)")
+    if card.task == "classify":
+        model.eval()
+        logits = classifier_logits(model, pre, split.val, "validation fold", batch_size)
+        fields, _ = fit_class_rule(logits, labels, card.classes)
+        new_card = card.model_copy(update={"calibration": Calibration(fitted_on=fitted_on,
+                                                                      **fields)})
+        return write_calibrated(out, model.state_dict(), new_card), new_card
+    net = model if isinstance(model, JointWithDistance) else JointWithDistance(
+        model, len(card.classes))
+    net.eval()
     train = spread(split.train, max_train)
     train_feats = run_network(net, pre, train, "training features", batch_size).features
     fit_feature_reference(net, train_feats, np.array([r.label for r in train]))
-    labels = np.array([r.label for r in split.val])
     none = no_tumour_class(card.classes)
     positive = labels != (card.classes.index(none) if none is not None else -1)
     val = run_network(net, pre, split.val, "validation fold", batch_size, keep_masks=positive)
-    val_logits, val_feats = val.logits, val.features
     with torch.inference_mode():
-        distances = net.ood(torch.from_numpy(val_feats)).numpy()
-    temperature = fit_temperature(val_logits, labels)
-    before = reliability(softmax(val_logits), labels)
-    after = reliability(softmax(val_logits, temperature), labels)
-    threshold, detection, found = None, {}, None
-    if none is not None:
-        tumour = 1.0 - softmax(val_logits, temperature)[:, card.classes.index(none)]
-        threshold = youden_threshold(tumour, positive)
-        detection = {"auroc": auroc(tumour, positive),
-                     **operating_point(tumour, positive, threshold)}
-        found = tumour >= threshold  # the decision as deployed
+        distances = net.ood(torch.from_numpy(val.features)).numpy()
+    fields, found = fit_class_rule(val.logits, labels, card.classes)
     mask_threshold, rescue, mask_dice = calibrate_masks(val, found)
     ood_threshold = float(np.percentile(distances, OOD_PERCENTILE))
     calibration = Calibration(
-        fitted_on=f"validation fold {split.val_fold} ({len(split.val)} slices, "
-                  f"{len({r.patient for r in split.val})} patients); feature reference from "
-                  f"{len(train)} training slices",
-        temperature=temperature, ece_before=before["ece"], ece_after=after["ece"],
-        nll_before=nll(val_logits, labels), nll_after=nll(val_logits, labels, temperature),
-        no_tumour_class=none, tumour_threshold=threshold, detection_validation=detection,
+        fitted_on=f"{fitted_on}; feature reference from {len(train)} training slices",
         ood_threshold=ood_threshold, ood_reference=quantiles(distances),
         ood_validation_flag_rate=float((distances > ood_threshold).mean()),
         mask_threshold=mask_threshold, mask_rescue=rescue, mask_dice_validation=mask_dice,
-        reliability_before=before["bins"], reliability_after=after["bins"])
+        **fields)
     new_card = card.model_copy(update={"model": {**card.model, "ood_features": True},
                                        "calibration": calibration})
-    out = Path(out)
-    save_checkpoint(out, net.state_dict(), new_card, half=card.weights_dtype == "float16",
-                    full_precision=("ood.",))
-    from tumorscope.reporting.plots import reliability_png
-
-    (out / "calibration.png").write_bytes(reliability_png(before["bins"], after["bins"],
-                                                          before["ece"], after["ece"]))
-    return out, new_card
+    return write_calibrated(out, net.state_dict(), new_card, ("ood.",)), new_card

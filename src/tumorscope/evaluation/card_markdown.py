@@ -103,7 +103,7 @@ def _dice_breakdown(metrics: EvaluationResult, classes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _trust(card: ModelCard, metrics: EvaluationResult) -> str:
+def trust_section(card: ModelCard, metrics: EvaluationResult) -> str:
     """The calibration, no-tumour and out-of-distribution section (calibrated models)."""
     cal, trust = card.calibration, metrics.trust
     if cal is None or trust is None:
@@ -209,7 +209,7 @@ epoch {card.selected_epoch}), measured once on held-out fold {split.test_fold}.
 
 Validation fold at the selected epoch: accuracy {val['acc']:.3f},
 macro-F1 {val['macro_f1']:.3f}, Dice {val['dice']:.3f}.
-{_trust(card, metrics)}
+{trust_section(card, metrics)}
 ## Known failure modes
 Measured on the held-out fold: mean Dice by true tumour size (terciles of tumour pixels at
 the original resolution) and by class.

@@ -1,5 +1,6 @@
 """Render the Markdown model card of a classify-task model (no mask head): architecture and
-parameter count, training stages, data and split, held-out metrics with 95% intervals."""
+parameter count, training stages, data and split, held-out metrics with 95% intervals and,
+for a calibrated classifier, its temperature and "no tumour" operating point."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tumorscope.evaluation.card_markdown import (
     UNSEEN_OTHER,
     _ci,
     class_tables,
+    trust_section,
 )
 from tumorscope.evaluation.result import EvaluationResult
 from tumorscope.transforms.slice2d import SlicePreprocessing
@@ -101,7 +103,7 @@ macro-F1 {val.get('macro_f1', float('nan')):.3f}), measured once on held-out fol
 | macro-F1 | {cls.macro_f1:.3f} | {_ci(metrics, 'macro_f1')} |
 
 {class_tables(cls)}
-
+{trust_section(card, metrics)}
 ## Known limits
 - {UNSEEN.get(dataset, UNSEEN_OTHER)}
 - It names a class for every image; a classifier without a "no tumour" class assumes a tumour
