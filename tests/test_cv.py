@@ -236,6 +236,43 @@ def volume_result(fold: int, cases: dict[str, float]) -> EvaluationResult:
                               "WT_hd95": {**summary, "mean": 10.0 * fold}}}})
 
 
+def slice_result(fold: int, rows: list[tuple[str, str, str]]) -> EvaluationResult:
+    """A slice classifier's evaluation of ``fold``: (patient, true, predicted) per slice."""
+    classes = ["a", "b"]
+    cm = [[sum(t == x and p == y for _, t, p in rows) for y in classes] for x in classes]
+    right = sum(t == p for _, t, p in rows) / len(rows)
+    return EvaluationResult.model_validate({
+        "checkpoint": f"runs/f{fold}/model", "fold": fold, "dataset": "figshare",
+        "split": {"test_fold": fold, "slices": len(rows),
+                  "patients": len({r[0] for r in rows})},
+        "classification": {"accuracy": right, "macro_f1": right, "per_class": {},
+                           "confusion_matrix": cm, "classes": classes},
+        "per_image": [{"id": f"{fold}-{i}", "patient": pat, "image": "x.png", "true": t,
+                       "predicted": p, "dice": 0.0, "has_tumour": True}
+                      for i, (pat, t, p) in enumerate(rows)]})
+
+
+def test_slice_folds_pool_accuracy_with_a_patient_bootstrap_interval(tmp_path: Path) -> None:
+    from tumorscope.experiments.cv import PLAN, aggregate, cv_markdown
+
+    out = tmp_path / "cv"
+    # fold 0: patient P right on all 4 slices, Q wrong on all 4; fold 1: R and S right
+    folds = {0: [("P", "a", "a")] * 4 + [("Q", "b", "a")] * 4,
+             1: [("R", "a", "a")] * 2 + [("S", "b", "b")] * 2}
+    for k, rows in folds.items():
+        slice_result(k, rows).save(out / f"fold-{k}" / "metrics.json")
+    (out / PLAN).write_text(json.dumps({"folds": 2}))
+    result = aggregate(out, 2)
+    pooled = result.summary["pooled"]
+    assert pooled["accuracy"] == pytest.approx(8 / 12) and pooled["patients"] == 4
+    low, high = pooled["accuracy_ci95"]
+    # whole patients are resampled: with Q drawn every time accuracy is 0 on its slices, so
+    # the interval reaches far below the pooled value; per-slice resampling would not
+    assert low < 0.4 < 8 / 12 < high <= 1.0
+    text = cv_markdown(result)
+    assert f"accuracy 0.667 [{low:.3f}, {high:.3f}] (patient-level bootstrap" in text
+
+
 def test_volume_folds_pool_every_held_out_case_into_the_card(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tumorscope.experiments.cv import PLAN, aggregate, cv_markdown, read_plan

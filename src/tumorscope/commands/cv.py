@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {s['mean']:.3f} +- {s['std']:.3f} "
               f"(95% CI {s['ci95_low']:.3f}-{s['ci95_high']:.3f}, {s['folds']} folds)")
     if (pooled := result.summary["pooled"]) is not None:
-        print(f"pooled accuracy: {pooled['accuracy']:.3f} over {pooled['slices']} slices, "
-              f"{pooled['patients']} patients")
+        ci = pooled.get("accuracy_ci95")
+        interval = f" [{ci[0]:.3f}, {ci[1]:.3f}] (patient bootstrap)" if ci else ""
+        print(f"pooled accuracy: {pooled['accuracy']:.3f}{interval} over {pooled['slices']} "
+              f"slices, {pooled['patients']} patients")
     state = "complete" if result.complete else \
         f"{len(result.results)} of {folds} folds finished"
     print(f"cross-validation {state}: {out / 'cv.csv'}, {out / 'summary.json'}, "

@@ -188,16 +188,24 @@ def spread(values: Sequence[float]) -> dict[str, float]:
             "folds": n}
 
 
-def pooled(results: Sequence[EvaluationResult]) -> dict[str, float] | None:
-    """Accuracy and macro-F1 over every held-out slice at once (summed confusion matrices);
-    None for models that do not classify."""
+def pooled(results: Sequence[EvaluationResult]) -> dict[str, Any] | None:
+    """Accuracy and macro-F1 over every held-out slice at once (summed confusion matrices),
+    the accuracy with a patient-level bootstrap 95% interval (from the folds' per-slice
+    rows, each patient held out once); None for models that do not classify."""
     found = [c for r in results if (c := r.classification) is not None]
     if not found:
         return None
     cm = np.sum([np.array(c.confusion_matrix) for c in found], axis=0)
     m = classification_metrics(cm, found[0].classes)
-    return {"accuracy": cast(float, m["accuracy"]), "macro_f1": cast(float, m["macro_f1"]),
-            "slices": int(cm.sum()), "patients": sum(r.split.patients for r in results)}
+    rows = [(p.patient, p.true == p.predicted) for r in results for p in r.per_image]
+    interval = None
+    if rows:
+        patients, correct = zip(*rows, strict=True)
+        interval = list(bootstrap_ci(np.array(correct, float), np.mean, 1000,
+                                     groups=np.array(patients)))
+    return {"accuracy": cast(float, m["accuracy"]), "accuracy_ci95": interval,
+            "macro_f1": cast(float, m["macro_f1"]), "slices": int(cm.sum()),
+            "patients": sum(r.split.patients for r in results)}
 
 
 def pooled_cases(results: Sequence[EvaluationResult]) -> dict[str, Any] | None:
@@ -308,6 +316,12 @@ def cv_markdown(result: CvResult, command: str = "") -> str:
     text = [f"## {result.folds}-fold cross-validation ({len(result.rows)} folds finished)", "",
             "Each fold held out in turn (the next fold selects the model), every number on "
             "the held-out fold only.", "", head, *rows, mean]
+    if (slices := result.summary.get("pooled")) and slices.get("accuracy_ci95"):
+        low, high = slices["accuracy_ci95"]
+        text += ["", f"Pooled over every held-out slice ({slices['slices']} slices, "
+                 f"{slices['patients']} patients): accuracy {slices['accuracy']:.3f} "
+                 f"[{low:.3f}, {high:.3f}] (patient-level bootstrap 95% interval), macro-F1 "
+                 f"{slices['macro_f1']:.3f}."]
     cases = result.summary.get("pooled_cases")
     if cases:
         keys = card_columns(list(cases["summary"]))
