@@ -150,8 +150,9 @@ def fit_class_rule(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
         "reliability_after": after["bins"]}
     if none is None:
         return fields, None
-    positive = labels != list(classes).index(none)
-    tumour = 1.0 - softmax(logits, temperature)[:, list(classes).index(none)]
+    column = list(classes).index(none)
+    positive = labels != column
+    tumour = 1.0 - softmax(logits, temperature)[:, column]
     threshold = youden_threshold(tumour, positive)
     fields |= {"tumour_threshold": threshold,
                "detection_validation": {"auroc": auroc(tumour, positive),

@@ -23,7 +23,7 @@ from tumorscope.config import ExperimentConfig
 from tumorscope.data.prepare import prepare_split, spread
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.slices import slice_batches
-from tumorscope.data.splits import Split, assign_folds
+from tumorscope.data.splits import Split, assign_folds, make_split
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.models.features import pooled_features
 from tumorscope.transforms.slice2d import SlicePreprocessing
@@ -149,7 +149,10 @@ def embed(checkpoint: str | Path, out: str | Path, data_root: str | None = None,
     index, split = split_for(cfg, data_root, fold)
     chosen = chosen_records(split, parts)
     if fold is not None and fold != cfg.data.test_fold:
-        chosen = own_parts(chosen, prepare_split(cfg, data_root)[1])
+        # the model's own split of the same index (no second indexing of the dataset)
+        chosen = own_parts(chosen, make_split(index, cfg.data.folds, cfg.data.test_fold,
+                                              cfg.data.val_fold, cfg.seed,
+                                              cfg.data.fold_source))
     chosen = spread(chosen, limit) if limit else chosen
     coords = tsne(record_features(model, pre, [r for r, _ in chosen], batch_size), seed)
     fold_of = assign_folds(index, cfg.data.folds, cfg.seed, cfg.data.fold_source)
