@@ -118,8 +118,10 @@ def make_figshare_mat_dataset(root: Path, patients: int = 9, slices: int = 4, si
     return root
 
 
-def save_random_model(directory: Path, input_size: int = 64) -> Path:
-    """An untrained (random) joint model checkpoint: enough to exercise serving code paths."""
+def save_random_model(directory: Path, input_size: int = 64,
+                      outlines: list[str] | None = None) -> Path:
+    """An untrained (random) joint model checkpoint: enough to exercise serving code paths
+    (``outlines``: one mask per outline definition)."""
     import torch
 
     from tumorscope.checkpoint.store import save_checkpoint
@@ -127,13 +129,14 @@ def save_random_model(directory: Path, input_size: int = 64) -> Path:
 
     torch.manual_seed(0)
     model_cfg = {"arch": "unet", "encoder": "resnet18", "encoder_weights": None,
-                 "attention": "none", "in_channels": 1, "dropout": 0.0}
+                 "attention": "none", "in_channels": 1, "dropout": 0.0, "outlines": outlines}
     card = {"name": "random-test-model", "task": "joint",
             "classes": ["meningioma", "glioma", "pituitary"], "model": model_cfg,
             "preprocessing": {"input_size": input_size, "in_channels": 1,
                               "normalization": "instance"},
             "data": {"split": {"test_fold": 0, "val_fold": 1}}}
-    save_checkpoint(directory, build_joint("unet", "resnet18", 3).state_dict(), card)
+    net = build_joint("unet", "resnet18", 3, mask_channels=len(outlines or [None]))
+    save_checkpoint(directory, net.state_dict(), card)
     return directory
 
 

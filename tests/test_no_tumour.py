@@ -292,3 +292,175 @@ def test_corruptions_change_the_image_and_are_seeded() -> None:
         assert a.shape == clean.shape and a.min() >= 0 and a.max() <= 1
         assert np.abs(a - clean).mean() > 1e-3, name
         assert np.array_equal(a, corrupt(image[None].astype(np.float32), name, 3)), name
+
+
+# -- one mask per outline definition (model.outlines) ---------------------------------------
+
+def test_each_slice_learns_its_own_outline() -> None:
+    import torch
+
+    from tumorscope.tasks.joint import own_outline
+
+    logits = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    picked = own_outline(logits, torch.tensor([2, 0]))
+    assert picked.shape == (2, 1, 2, 2)
+    assert torch.equal(picked[0, 0], logits[0, 2]) and torch.equal(picked[1, 0], logits[1, 0])
+    one = logits[:, :1]
+    assert own_outline(one, torch.tensor([0, 0])) is one
+
+
+def test_outline_of_each_record_and_unknown_dataset() -> None:
+    from tumorscope.data.records import Record
+    from tumorscope.data.slices import outline_indices
+    from tumorscope.errors import ConfigError
+
+    records = [Record(f"{s}/1", Path("x.png"), None, 0, "p", source=s)
+               for s in ("lgg", "figshare", "brats")]
+    assert outline_indices(records, ["figshare", "lgg", "brats"]) == [1, 0, 2]
+    assert outline_indices(records, None) == [0, 0, 0]
+    with pytest.raises(ConfigError, match="brats"):
+        outline_indices(records, ["figshare", "lgg"])
+
+
+def test_outlines_config_needs_distinct_datasets() -> None:
+    from pydantic import ValidationError
+
+    from tumorscope.config import JointModelConfig
+
+    assert JointModelConfig(outlines=["figshare", "lgg"]).outlines == ["figshare", "lgg"]
+    for bad in (["figshare"], ["lgg", "lgg"]):
+        with pytest.raises(ValidationError, match="distinct"):
+            JointModelConfig(outlines=bad)
+
+
+def test_one_mask_warm_starts_every_outline(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from tumorscope.models import build_joint
+    from tumorscope.models.pretrained import load_matching
+
+    torch.manual_seed(0)
+    one = build_joint("unet", "resnet18", 4, attention="none")
+    weights = tmp_path / "one.safetensors"
+    save_file({k: v.contiguous() for k, v in one.state_dict().items()}, weights)
+    three = build_joint("unet", "resnet18", 4, attention="none", mask_channels=3)
+    loaded, fresh = load_matching(three, weights)
+    assert fresh == [] and loaded == len(three.state_dict())
+    x = torch.rand(2, 1, 64, 64)
+    one.eval()
+    three.eval()
+    with torch.no_grad():
+        (m1, c1), (m3, c3) = one(x), three(x)
+    assert m3.shape == (2, 3, 64, 64)
+    for k in range(3):  # every outline starts as the one mask it came from
+        assert torch.allclose(m3[:, k], m1[:, 0], atol=1e-5)
+    assert torch.allclose(c1, c3, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def outlined(mix: Path, calibrated: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """A model with one mask per dataset, its decoder refined from the calibrated one-mask
+    model with the encoder and classification head frozen; (trained model, calibrated)."""
+    with module_scratch(tmp_path_factory, "outlines_run") as tmp:
+        config = tmp / "outlines.yaml"
+        config.write_text(f"""name: outlines
+seed: 4
+init_weights: {calibrated}
+data: {{dataset: mri-mix, root: {mix}, test_fold: 0, val_fold: 1}}
+model: {{arch: unet, encoder: resnet18, encoder_weights: none, attention: none, input_size: 64,
+        outlines: [figshare, lgg, brats]}}
+optim: {{lr: 0.01, train_only: [decoder, segmentation_head]}}
+ema: {{enabled: false}}
+output: {{root: {tmp / 'runs'}}}
+trainer: {{epochs: 1, batch_size: 8, accelerator: cpu}}
+""")
+        res = cli("train", "--config", str(config), cwd=tmp)
+        assert res.returncode == 0, res.stderr[-2000:]
+        model = tmp / "runs" / "outlines" / "model"
+        res = cli("calibrate", "--checkpoint", str(model), "--out", str(tmp / "cal"), cwd=tmp)
+        assert res.returncode == 0, res.stderr[-2000:]
+        yield model, tmp / "cal"
+
+
+def test_frozen_modules_stay_as_loaded(outlined: tuple[Path, Path], calibrated: Path) -> None:
+    from tumorscope.models.pretrained import read_state_dict
+
+    before = read_state_dict(calibrated / "model.safetensors")
+    after = read_state_dict(outlined[0] / "model.safetensors")
+    frozen = [k for k in after if k.startswith(("encoder.", "classification_head."))]
+    assert any("running_mean" in k for k in frozen)  # BatchNorm statistics included
+    for k in frozen:
+        assert after[k].float().equal(before[k].float()), k
+    assert after["segmentation_head.0.weight"].shape[0] == 3
+    trained = [k for k in after if k.startswith("decoder.") and k in before
+               and not after[k].float().equal(before[k].float())]
+    assert trained  # the decoder did learn
+
+
+def test_outlines_are_drawn_by_name(outlined: tuple[Path, Path], calibrated: Path,
+                                    mix: Path, tmp_path: Path) -> None:
+    from tumorscope.inference.joint import JointInferer, sigmoid
+    from tumorscope.inference.predictor import Predictor
+    from tumorscope.io import read_scan
+
+    _, cal = outlined
+    predictor = Predictor.from_checkpoint(cal, backend="torch")
+    inferer = predictor.inferer
+    assert isinstance(inferer, JointInferer)
+    assert inferer.outlines == ["figshare", "lgg", "brats"] and inferer.outline == "figshare"
+    assert inferer.outlines_of(["lgg", None, "brats"]) == ["lgg", None, "brats"]
+    logits = np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)
+    picked = inferer._mask({"mask_logits": logits}, np.array([1, 2]))
+    assert np.allclose(picked[:, 0], sigmoid(logits[[0, 1], [1, 2]]))
+    # the same classification as the model it was refined from; its mask follows --outline
+    image = next((mix / "figshare" / "images").glob("*.png"))
+    source = Predictor.from_checkpoint(calibrated, backend="torch").predict_file(image)
+    pred = predictor.predict_file(image)
+    assert pred.extra["outline"] == "figshare"
+    for c, p in source.probabilities.items():
+        assert pred.probabilities[c] == pytest.approx(p, abs=1e-5)
+    res = cli("predict", str(image), "--checkpoint", str(cal), "--outline", "brats", "--out",
+              str(tmp_path / "p"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    record = json.loads(next((tmp_path / "p").glob("*.json")).read_text())
+    assert record["outline"] == "brats"
+    direct = Predictor.from_checkpoint(cal, backend="torch", outline="brats")
+    scan = read_scan(image)
+    assert np.array_equal(direct.predict_scan(scan).mask,
+                          np.asarray(read_scan(next((tmp_path / "p").glob("*mask*.png"))).array[0]
+                                     > 0))
+    for model, outline, why in ((cal, "nope", "its outlines are"),
+                                (calibrated, "lgg", "has one outline")):
+        res = cli("predict", str(image), "--checkpoint", str(model), "--outline", outline,
+                  "--out", str(tmp_path / "bad"), cwd=tmp_path)
+        assert res.returncode == 2 and why in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_evaluation_scores_each_dataset_on_its_own_outline(outlined: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.data.prepare import prepare_split
+    from tumorscope.data.slices import load_record
+    from tumorscope.inference.joint import JointInferer
+    from tumorscope.inference.predictor import Predictor
+    from tumorscope.metrics import per_image_dice
+
+    _, cal = outlined
+    res = cli("evaluate", "--checkpoint", str(cal), "--out", str(tmp_path / "ev"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_image"]
+    row = next(r for r in rows if r["id"].startswith("lgg/") and r["has_tumour"]
+               and r["predicted"] != "no tumour")
+    # that slice's Dice is its LGG outline's: recomputed here with --outline lgg
+    _, split = prepare_split(read_card(cal).experiment("card"), None)
+    record = next(r for r in split.test if r.id == row["id"])
+    array, truth = load_record(record)
+    predictor = Predictor.from_checkpoint(cal, backend="torch", outline="lgg")
+    inferer = predictor.inferer
+    assert isinstance(inferer, JointInferer)
+    mask = inferer.predict_batch([array], sources=[record.image])[0].mask
+    assert float(per_image_dice([mask], [truth])[0]) == pytest.approx(row["dice"], abs=1e-6)

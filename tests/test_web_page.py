@@ -222,3 +222,26 @@ def test_case_viewer_orthogonal_views_slider_and_toggles(open_page, server: Serv
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-page-case.png"), full_page=True)
     assert not errors, errors
+
+
+def test_page_names_the_outline_of_a_model_with_several(open_page,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    from conftest_server import start_server
+    from fixtures import save_random_model
+
+    model = save_random_model(tmp_path / "outlines", outlines=["figshare", "lgg", "brats"])
+    live, proc = start_server(tmp_path, model=model)
+    try:
+        page = open_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(live.url)
+        page.set_input_files("#file-input", str(_scan(tmp_path)))
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        measurements = page.inner_text("#measurements")
+        assert "Outline as annotated in" in measurements and "figshare" in measurements
+        assert not errors, errors
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -78,11 +78,19 @@ class JointModelConfig(_Strict):
     input_size: int = Field(256, ge=32)
     normalization: Literal["instance", "global"] = "instance"
     dropout: float = Field(0.2, ge=0, lt=1)
+    outlines: list[str] | None = Field(
+        None, description="one mask output per dataset of a mixed collection, each learning "
+        "that dataset's outline definition (figshare: the tumour on T1-CE; lgg: the FLAIR "
+        "abnormality; brats: the whole tumour with oedema); the first is the outline "
+        "predict, the API and the page show unless asked for another. None: one shared mask")
 
     @model_validator(mode="after")
     def _size_multiple(self) -> JointModelConfig:
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
+        if self.outlines is not None and (len(self.outlines) < 2
+                                          or len(set(self.outlines)) != len(self.outlines)):
+            raise ValueError("outlines names two or more distinct datasets (or is null)")
         return self
 
 
@@ -107,6 +115,10 @@ class OptimConfig(_Strict):
                               "lr*encoder_lr_mult (stem) to lr (head), fastai's discriminative "
                               "rates (other tasks: one body group)")
     freeze_encoder_epochs: int = Field(0, ge=0)
+    train_only: list[str] | None = Field(
+        None, min_length=1, description="train only the model's top-level modules with these "
+        "names (e.g. [decoder, segmentation_head]); the rest stays as loaded, BatchNorm "
+        "statistics included, so a refined mask leaves the classification untouched")
 
 
 class SchedulerConfig(_Strict):

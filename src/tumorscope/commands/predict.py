@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=probability, default=None,
                    help="mask probability threshold, strictly between 0 and 1 (default: the "
                         "one the model card's calibration chose on validation, else 0.5)")
+    p.add_argument("--outline", default=None, metavar="DATASET",
+                   help="a model with one mask per outline definition (model.outlines): the "
+                   "one to draw, e.g. lgg (FLAIR abnormality) or brats (whole tumour with "
+                   "oedema); default the model's first")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: ONNX Runtime when model.onnx exists and onnxruntime is installed")
     for modality in ("t1", "t1ce", "t2", "flair"):
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), tta=args.tta,
                                           threshold=args.threshold, backend=args.backend,
-                                          mc_dropout=args.mc_dropout)
+                                          mc_dropout=args.mc_dropout, outline=args.outline)
     if predictor.card.task == "brats":
         return _predict_cases(predictor, files, explicit, args.out)
     if explicit:

@@ -15,6 +15,7 @@ from tumorscope.data.prepare import source_weights
 from tumorscope.data.records import Record
 from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
 from tumorscope.data.splits import Split
+from tumorscope.errors import ConfigError
 from tumorscope.io import read_mask, read_scan
 from tumorscope.progress import track
 from tumorscope.transforms.slice2d import (
@@ -44,13 +45,27 @@ def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
     return pixels, mask
 
 
+def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
+    """Each record's mask output: the position of its dataset (``Record.source``) in
+    ``outlines``; all 0 without outlines. A record of another dataset is an error."""
+    if not outlines:
+        return [0] * len(records)
+    missing = sorted({str(r.source) for r in records if r.source not in outlines})
+    if missing:
+        raise ConfigError("model.outlines", f"slices of {missing} have no outline among "
+                          f"{outlines} (outlines name the datasets of a mixed collection)")
+    return [outlines.index(str(r.source)) for r in records]
+
+
 class SliceDataset(Dataset):
-    """Samples ``{"image": (C,S,S) float, "mask": (1,S,S) float, "label": int, "index": int}``."""
+    """Samples ``{"image": (C,S,S) float, "mask": (1,S,S) float, "label": int, "index": int,
+    "outline": int}`` (``outline``: which mask output learns this slice's mask)."""
 
     def __init__(self, records: Sequence[Record], channels: int, size: int, normalization: str,
                  stats: tuple[float, float] | None = None, augment: Any = None,
-                 cache: bool = False) -> None:
+                 cache: bool = False, outlines: list[str] | None = None) -> None:
         self.records = list(records)
+        self.outline = outline_indices(self.records, outlines)
         self.channels, self.size = channels, size
         self.normalization, self.stats = normalization, stats
         self.augment = augment
@@ -90,7 +105,8 @@ class SliceDataset(Dataset):
                           self.stats)
         return {"image": torch.from_numpy(image),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
-                "label": int(self.records[index].label), "index": index}
+                "label": int(self.records[index].label), "index": index,
+                "outline": self.outline[index]}
 
 
 def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
@@ -120,8 +136,10 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     from tumorscope.transforms.augment import build_augment
 
     m = cfg.model
+    outlines = getattr(m, "outlines", None)
     train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
-                            augment=build_augment(cfg.augment), cache=cfg.data.cache)
+                            augment=build_augment(cfg.augment), cache=cfg.data.cache,
+                            outlines=outlines)
     stats = dataset_stats(train_ds) if m.normalization == "global" else None
     train_ds.stats = stats
     # persistent workers would keep the dataset of the first epoch, at its input size
@@ -134,7 +152,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     if not split.val:
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
-                          cache=cfg.data.cache)
+                          cache=cfg.data.cache, outlines=outlines)
     val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False, pad=False),
                           **kw)
     return Loaders(train, val, stats)

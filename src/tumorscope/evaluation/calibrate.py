@@ -12,7 +12,8 @@ model all four):
   validation distances (1% of validation slices flagged);
 - the **mask rule**: the mask probability threshold and the rescue for a found tumour whose
   mask is empty (``inference.joint.tumour_mask``), chosen to maximise mean Dice over the
-  validation slices with a tumour, at the network's input size.
+  validation slices with a tumour, at the network's input size (a model with one mask per
+  dataset: each slice scored on its own dataset's mask).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tumorscope.checkpoint.card import Calibration, ModelCard
 from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
 from tumorscope.data.prepare import prepare_split, spread
 from tumorscope.data.records import Record
-from tumorscope.data.slices import slice_batches
+from tumorscope.data.slices import outline_indices, slice_batches
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.inference.joint import tumour_mask
 from tumorscope.metrics import per_image_dice
@@ -63,11 +64,13 @@ class NetworkOutputs(NamedTuple):
 
 
 def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[Record],
-                what: str, batch_size: int = 32,
-                keep_masks: Sequence[bool] | None = None) -> NetworkOutputs:
-    """The network's outputs on ``records`` (each read once)."""
+                what: str, batch_size: int = 32, keep_masks: Sequence[bool] | None = None,
+                outlines: list[str] | None = None) -> NetworkOutputs:
+    """The network's outputs on ``records`` (each read once); with ``outlines`` (one mask
+    per dataset), each record's mask is its own dataset's."""
     logits, pooled, kept = [], [], []
     keep = list(keep_masks) if keep_masks is not None else [False] * len(records)
+    channel = np.array(outline_indices(records, outlines))
     for start, (batch, references) in zip(range(0, len(records), batch_size),
                                           slice_batches(pre, records, what, batch_size),
                                           strict=True):
@@ -77,7 +80,9 @@ def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[R
         pooled.append(feats.float().numpy())
         if not any(keep[start:start + batch_size]):
             continue
-        probs = torch.sigmoid(mask_logits[:, 0].float()).numpy().astype(np.float16)
+        own = mask_logits[torch.arange(len(batch)),
+                          torch.from_numpy(channel[start:start + len(batch)])]
+        probs = torch.sigmoid(own.float()).numpy().astype(np.float16)
         for i, (prob, reference) in enumerate(zip(probs, references, strict=True),
                                               start=start):
             truth = resize_mask(reference, pre.input_size).astype(bool) if keep[i] else None
@@ -218,7 +223,8 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
     fit_feature_reference(net, train_feats, np.array([r.label for r in train]))
     none = no_tumour_class(card.classes)
     positive = labels != (card.classes.index(none) if none is not None else -1)
-    val = run_network(net, pre, split.val, "validation fold", batch_size, keep_masks=positive)
+    val = run_network(net, pre, split.val, "validation fold", batch_size, keep_masks=positive,
+                      outlines=card.model.get("outlines"))
     with torch.inference_mode():
         distances = net.ood(torch.from_numpy(val.features)).numpy()
     fields, found = fit_class_rule(val.logits, labels, card.classes)

@@ -46,6 +46,16 @@ UNSEEN = {
 UNSEEN_OTHER = "Other sequences, scanners or paediatric data may not have been seen in training."
 
 
+def _masks_line(outlines: list[str] | None) -> str:
+    """What the mask output is: one mask, or one per outline definition."""
+    if not outlines:
+        return "a tumour mask at the input's size."
+    return (f"one tumour mask per outline definition, at the input's size: {', '.join(outlines)} "
+            f"(each learned from that dataset's annotations; `{outlines[0]}` is the one predict, "
+            "the API and the page draw, `predict --outline NAME` draws another). Dice on each "
+            "dataset is measured on its own outline.")
+
+
 def _volumes(metrics: EvaluationResult) -> str:
     v = metrics.volumes
     if v is None:
@@ -184,7 +194,7 @@ def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) 
   `{m['encoder_weights']}`), scSE attention: {m['attention']}, classification head on the encoder.
 - Input: {pre.in_channels} channel, resized to {pre.input_size}x{pre.input_size};
   intensity {pre.intensity}, then `{pre.normalization}` normalisation.
-- Outputs: probabilities for {', '.join(card.classes)}; a tumour mask at the input's size.
+- Outputs: probabilities for {', '.join(card.classes)}; {_masks_line(m.get('outlines'))}
 - Weights: `model.safetensors` ({card.weights_dtype}), sha256 `{(card.weights_sha256 or '')[:16]}…`.
 
 ## Data and split

@@ -37,7 +37,8 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
         chunk = records[start:start + batch_size]
         loaded = [load_record(r) for r in chunk]
         outputs = inferer.predict_batch([a for a, _ in loaded], batch_size,
-                                        sources=[r.image for r in chunk])
+                                        sources=[r.image for r in chunk],
+                                        outlines=inferer.outlines_of([r.source for r in chunk]))
         for r, (array, mask), (p, m, distance, spread) in zip(chunk, loaded, outputs,
                                                               strict=True):
             spreads.append(spread)
@@ -126,7 +127,8 @@ def _timed(inferer: JointInferer, batch_size: int) -> tuple[JointInferer, TimedR
     timed = TimedRunner(inferer.runner)
     shape = (batch_size, *inferer.input_shape(inferer.card))
     timed.runner(np.zeros(shape, np.float32))
-    return JointInferer(timed, inferer.card, inferer.threshold, inferer.tta), timed
+    return JointInferer(timed, inferer.card, inferer.threshold, inferer.tta,
+                        inferer.outline), timed
 
 
 def mc_dropout_result(spread: np.ndarray, probs: np.ndarray, correct: np.ndarray,

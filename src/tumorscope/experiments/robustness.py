@@ -93,7 +93,8 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
            masks: list[np.ndarray]) -> dict[str, float | None]:
     labels, preds, tumour_p, dice, flagged = [], [], [], [], []
     classes = inferer.classes
-    outputs = inferer.predict_batch(arrays)  # batches of 16, as evaluation runs
+    outputs = inferer.predict_batch(  # batches of 16, as evaluation runs
+        arrays, outlines=inferer.outlines_of([r.source for r in records]))
     for record, array, mask, (p, m, distance, _) in zip(records, arrays, masks, outputs,
                                                         strict=True):
         label, found = inferer.decide(p)

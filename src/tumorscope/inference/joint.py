@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from tumorscope.checkpoint.card import Calibration, ModelCard
+from tumorscope.errors import TumorscopeError
 from tumorscope.inference.inferers import over_slices
 from tumorscope.inference.input_checks import unlike_mri
 from tumorscope.inference.prediction import Prediction
@@ -62,8 +63,13 @@ class JointInferer:
     mutable state, so concurrent calls are safe."""
 
     def __init__(self, runner: Runner, card: ModelCard, threshold: float | None = None,
-                 tta: bool = False) -> None:
+                 tta: bool = False, outline: str | None = None) -> None:
         self.runner, self.card, self.tta = runner, card, tta
+        # one mask output per outline definition (model.outlines); the first by default
+        self.outlines: list[str] = list(card.model.get("outlines") or [])
+        first = self.outlines[0] if self.outlines else None
+        self.outline: str | None = outline if outline is not None else first
+        self.outline_index(self.outline)
         self.pre = SlicePreprocessing.from_card(card.preprocessing)
         self.classes = list(card.classes)
         self.calibration = cal = card.calibration or Calibration(fitted_on="none")
@@ -75,13 +81,32 @@ class JointInferer:
             none = no_tumour_class(self.classes)
         self.no_tumour = self.classes.index(none) if none in self.classes else None
 
+    def outline_index(self, name: str | None) -> int:
+        """The mask output of outline ``name`` (None: the inferer's own); an unknown name is
+        a one-line error listing the model's outlines."""
+        name = self.outline if name is None else name
+        if name is None:
+            return 0
+        if name not in self.outlines:
+            have = f"its outlines are {self.outlines}" if self.outlines else "it has one outline"
+            raise TumorscopeError("--outline", f"model {self.card.id} has no outline {name!r}; "
+                                  f"{have}")
+        return self.outlines.index(name)
+
+    def outlines_of(self, datasets: list[str | None]) -> list[str | None] | None:
+        """For slices of these datasets, each one's own outline definition on a model with
+        one mask per dataset (others: the inferer's own); None for a model with one."""
+        if not self.outlines:
+            return None
+        return [d if d in self.outlines else None for d in datasets]
+
     @staticmethod
     def input_shape(card: ModelCard) -> tuple[int, ...]:
         """One sample's network input shape ``(C, S, S)``."""
         pre = SlicePreprocessing.from_card(card.preprocessing)
         return (pre.in_channels, pre.input_size, pre.input_size)
 
-    def _forward(self, batch: np.ndarray
+    def _forward(self, batch: np.ndarray, outlines: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Calibrated class probabilities, mask probabilities, feature distances (None for a
         model without them) and, under Monte Carlo dropout, the mutual information of the
@@ -93,25 +118,31 @@ class JointInferer:
         sampled = [softmax(v["class_logits_mc"], t) for v in views if "class_logits_mc" in v]
         probs = np.mean([softmax(v["class_logits"], t) for v in views], axis=0) if not sampled \
             else np.concatenate(sampled).mean(axis=0)
-        masks = [self._mask(v, len(batch)) for v in views]
+        masks = [self._mask(v, outlines) for v in views]
         mask_prob = masks[0] if len(masks) == 1 else (masks[0] + masks[1][..., ::-1]) / 2
         spread = mutual_information(np.concatenate(sampled)) if sampled else None
         return probs, mask_prob, views[0].get("ood_distance"), spread
 
-    def _mask(self, out: dict[str, np.ndarray], n: int) -> np.ndarray:
-        """Mask probabilities ``(B, 1, S, S)``; a classifier's are 0 (one pixel, resized)."""
+    def _mask(self, out: dict[str, np.ndarray], outlines: np.ndarray) -> np.ndarray:
+        """Mask probabilities ``(B, 1, S, S)`` of each slice's outline (index per slice); a
+        classifier's are 0 (one pixel, resized)."""
         if not self.segments:
-            return np.zeros((n, 1, 1, 1), np.float32)
-        return sigmoid(out["mask_logits"])
+            return np.zeros((len(outlines), 1, 1, 1), np.float32)
+        logits = out["mask_logits"]
+        if logits.shape[1] > 1:
+            logits = logits[np.arange(len(outlines)), outlines][:, None]
+        return sigmoid(logits)
 
-    def _probabilities(self, arrays: list[np.ndarray], sources: list[Any]
+    def _probabilities(self, arrays: list[np.ndarray], sources: list[Any],
+                       outlines: list[str | None] | None = None
                        ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None,
                                   np.ndarray | None]:
-        """Class probabilities ``(B, K)``, each slice's mask probabilities at its own size,
-        the feature distances and the MC-dropout spread, for raw ``(C, H, W)`` slices run as
-        one batch."""
+        """Class probabilities ``(B, K)``, each slice's mask probabilities at its own size
+        (of its outline, by name; None: the inferer's own), the feature distances and the
+        MC-dropout spread, for raw ``(C, H, W)`` slices run as one batch."""
         batch = np.stack([self.pre(a, s) for a, s in zip(arrays, sources, strict=True)])
-        probs, mask_prob, distance, spread = self._forward(batch)
+        index = np.array([self.outline_index(o) for o in outlines or [None] * len(arrays)])
+        probs, mask_prob, distance, spread = self._forward(batch, index)
         full = [cv2.resize(np.ascontiguousarray(m[0]), (a.shape[2], a.shape[1]),
                            interpolation=cv2.INTER_LINEAR) for m, a in zip(mask_prob, arrays,
                                                                            strict=True)]
@@ -123,14 +154,17 @@ class JointInferer:
         return [(o.probs, o.mask) for o in self.predict_batch(arrays, batch_size, sources)]
 
     def predict_batch(self, arrays: list[np.ndarray], batch_size: int = 16,
-                      sources: list[Any] | None = None) -> list[SliceOutput]:
-        """Raw ``(C, H, W)`` arrays -> class probabilities, bool mask, feature distance and
-        MC-dropout spread of each."""
+                      sources: list[Any] | None = None,
+                      outlines: list[str | None] | None = None) -> list[SliceOutput]:
+        """Raw ``(C, H, W)`` arrays -> class probabilities, bool mask (of each one's outline
+        by name, None: the inferer's own), feature distance and MC-dropout spread of each."""
         sources = sources or [None] * len(arrays)
+        named = outlines or [None] * len(arrays)
         results: list[SliceOutput] = []
         for start in range(0, len(arrays), batch_size):
             probs, masks, distance, spread = self._probabilities(
-                arrays[start:start + batch_size], sources[start:start + batch_size])
+                arrays[start:start + batch_size], sources[start:start + batch_size],
+                named[start:start + batch_size])
             results += [SliceOutput(p, self._mask_of(p, m), _item(distance, i), _item(spread, i))
                         for i, (p, m) in enumerate(zip(probs, masks, strict=True))]
         return results
@@ -222,6 +256,7 @@ class JointInferer:
             mask = np.zeros_like(mask)  # "no tumour found" shows no outline
         assumes = found is None and not self.segments  # a type classifier: tumour presumed
         info: dict[str, Any] = {"segmentation": self.segments,
+                                **({"outline": self.outline} if self.outlines else {}),
                                 **({"assumes_tumour": True} if assumes else {}),
                                 "tumour_found": (assumes or bool(mask.any())) if found is None
                                 else found,

@@ -65,11 +65,15 @@ class Predictor:
     mutated). Runs on eager PyTorch or ONNX Runtime (``backend``)."""
 
     def __init__(self, runner: Runner, card: ModelCard, threshold: float | None = None,
-                 tta: bool = False) -> None:
+                 tta: bool = False, outline: str | None = None) -> None:
         self.runner = runner
         self.card = card
         self.spec = get_task(card.task, "model card task")
-        self.inferer: Inferer = self.spec.load("inferer")(runner, card, threshold, tta)
+        if outline is not None and not card.model.get("outlines"):
+            raise TumorscopeError("--outline", f"model {card.id} has one outline; --outline "
+                                  "picks one of a model trained with model.outlines")
+        chosen = {"outline": outline} if outline is not None else {}
+        self.inferer: Inferer = self.spec.load("inferer")(runner, card, threshold, tta, **chosen)
         self.classes: list[str] = list(card.classes)
         self.model_id = card.id
 

@@ -1,6 +1,7 @@
 """The joint network: an smp UNet/UNet++/FPN whose encoder also feeds a classification head.
 
-``forward(x)`` returns ``(mask_logits [B,1,H,W], class_logits [B,K])``; a model whose card
+``forward(x)`` returns ``(mask_logits [B,M,H,W], class_logits [B,K])``, M = 1 or one mask per
+outline definition (``model.outlines``); a model whose card
 says ``ood_features`` also returns ``ood_distance [B]``: the squared Mahalanobis distance of
 the pooled encoder features to the nearest training class mean (shared covariance, Lee et
 al. 2018), computed in the graph from two buffers that ``tumorscope calibrate`` fits, so the
@@ -76,12 +77,14 @@ class JointWithDistance(nn.Module):
 
 def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                 encoder_weights: str | None = None, attention: str = "none",
-                dropout: float = 0.2, ood: bool = False) -> nn.Module:
+                dropout: float = 0.2, ood: bool = False, mask_channels: int = 1) -> nn.Module:
     """Build the joint model; ``encoder_weights`` is 'imagenet', a file path, the
     'efficientnet-lite0-package' or None (random init). ``ood`` adds the feature distance
-    output (smp architectures only)."""
-    net = build_smp(arch, encoder, in_channels, 1, num_classes, encoder_weights, attention,
-                    dropout)
+    output (smp architectures only); ``mask_channels`` > 1: one mask per outline definition."""
+    if arch == "plain-unet" and mask_channels != 1:
+        raise ConfigError("model.outlines", "plain-unet has one mask output")
+    net = build_smp(arch, encoder, in_channels, mask_channels, num_classes, encoder_weights,
+                    attention, dropout)
     if not ood:
         return net
     if arch == "plain-unet":
@@ -172,4 +175,5 @@ def joint_from_config(model_cfg: dict[str, object], num_classes: int,
         attention=str(model_cfg.get("attention", "none")),
         dropout=float(model_cfg.get("dropout", 0.2)),  # type: ignore[arg-type]
         ood=bool(model_cfg.get("ood_features", False)),
+        mask_channels=len(cast(list[str], model_cfg.get("outlines") or [None])),
     )

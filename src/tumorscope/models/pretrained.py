@@ -112,13 +112,25 @@ def load_matching(model: nn.Module, source: Path) -> tuple[int, list[str]]:
     """Warm start: copy into ``model`` every tensor of ``source`` (a tumorscope model folder
     or a ``.safetensors`` / ``.pt`` state dict) whose name and shape match; returns how many
     were loaded and the model's tensors left at their initialisation (e.g. a classification
-    head with another number of classes). Fewer than half matching is an error."""
+    head with another number of classes). A one-output tensor whose model counterpart has M
+    outputs (one mask per outline definition) starts every output from it. Fewer than half
+    matching is an error."""
     path = source / "model.safetensors" if source.is_dir() else source
     state = read_state_dict(path)
     own = model.state_dict()
-    matching = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    matching = {k: _broadcast(v, own[k].shape) for k, v in state.items() if k in own}
+    matching = {k: v for k, v in matching.items() if v.shape == own[k].shape}
     if len(matching) < 0.5 * len(own):
         raise CheckpointError(path, f"only {len(matching)}/{len(own)} tensors match the "
                               "configured model; is it the same architecture and encoder?")
     model.load_state_dict(matching, strict=False)
     return len(matching), sorted(k for k in own if k not in matching)
+
+
+def _broadcast(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``tensor`` repeated along its first axis when it has one entry there and ``shape``
+    several, the other axes equal (a one-mask head warm-starting a per-outline head)."""
+    if (tensor.ndim == len(shape) and tensor.ndim > 0 and tensor.shape[0] == 1 < shape[0]
+            and tensor.shape[1:] == shape[1:]):
+        return tensor.repeat(shape[0], *([1] * (tensor.ndim - 1)))
+    return tensor

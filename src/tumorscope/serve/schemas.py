@@ -40,6 +40,9 @@ class PredictResponse(BaseModel):
     probabilities: dict[str, float]
     segmentation: bool = Field(True, description="false for a classifier (no mask head): the "
                                "mask fields are then null")
+    outline: str | None = Field(None, description="for a model with one mask per outline "
+                                "definition, the one the mask follows (the dataset whose "
+                                "annotations it learned, e.g. figshare: the tumour on T1-CE)")
     mask_png_base64: str | None = Field(description="binary mask, 0/255 PNG at the scan's size")
     mask_rle: MaskRLE | None
     image_png_base64: str = Field(description="the (slice of the) scan as an 8-bit PNG, "

@@ -1,6 +1,6 @@
 """What every task's LightningModule shares: EMA weights (validated and exported), RNG
-states in checkpoints (a resumed run continues exactly), and the EMA update after each
-optimiser step."""
+states in checkpoints (a resumed run continues exactly), the EMA update after each
+optimiser step, and ``optim.train_only`` (the rest of the model frozen as loaded)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,19 @@ class EmaModule(L.LightningModule):
             log.info("init_weights %s: %d tensors loaded, %d initialised fresh%s",
                      cfg.init_weights, loaded, len(fresh), f" ({', '.join(fresh[:4])})"
                      if fresh else "")
+        self.frozen = freeze_except(self.model, cfg.optim.train_only)
         self.ema: Any = None  # timm ModelEmaV3
         if cfg.ema.enabled:
             from timm.utils import ModelEmaV3
 
             self.ema = ModelEmaV3(self.model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup)
             self.ema.requires_grad_(False)  # an average, not trained: DDP must not wait for it
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Frozen modules run in eval mode, so their BatchNorm statistics stay as loaded
+        (Lightning switches modules back to training mode around validation)."""
+        for module in self.frozen:
+            module.eval()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = rng_states()
@@ -56,3 +63,22 @@ class EmaModule(L.LightningModule):
     def eval_model(self) -> nn.Module:
         """The weights used for validation and export."""
         return cast(nn.Module, self.ema.module) if self.ema is not None else self.model
+
+
+def freeze_except(model: nn.Module, prefixes: list[str] | None) -> list[nn.Module]:
+    """Stop gradients to every parameter of ``model`` outside the named top-level modules
+    ``prefixes``; returns the frozen modules (kept in eval mode by the task). None: nothing
+    frozen. An unknown name is an error listing the model's modules."""
+    if not prefixes:
+        return []
+    from tumorscope.errors import ConfigError
+
+    children = dict(model.named_children())
+    unknown = [p for p in prefixes if p not in children]
+    if unknown:
+        raise ConfigError("optim.train_only", f"no module {unknown} in the model; its modules: "
+                          f"{sorted(children)}")
+    frozen = [m for name, m in children.items() if name not in prefixes]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen

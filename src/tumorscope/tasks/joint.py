@@ -38,6 +38,15 @@ def _segmentation_loss(name: str) -> nn.Module:
     return Sum()
 
 
+def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: each slice's mask output for its own outline definition (the
+    ``outline`` index per slice) out of ``(B, M, H, W)``; M = 1 passes through."""
+    if mask_logits.shape[1] == 1:
+        return mask_logits
+    index = outline.to(mask_logits.device).long().view(-1, 1, 1, 1)
+    return mask_logits.gather(1, index.expand(-1, 1, *mask_logits.shape[2:]))
+
+
 class JointTask(EmaModule):
     """Trains the joint UNet; validates (and exports) the EMA weights when EMA is on."""
 
@@ -59,7 +68,7 @@ class JointTask(EmaModule):
 
     def _losses(self, batch: dict[str, Any], mask_logits: torch.Tensor,
                 class_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        seg = self.seg_loss(mask_logits, batch["mask"])
+        seg = self.seg_loss(own_outline(mask_logits, batch["outline"]), batch["mask"])
         cls = F.cross_entropy(class_logits, batch["label"],
                               label_smoothing=self.cfg.loss.label_smoothing)
         total = self.cfg.loss.segmentation_weight * seg + self.cfg.loss.classification_weight * cls
@@ -88,7 +97,7 @@ class JointTask(EmaModule):
         # the same metric code as `tumorscope evaluate` (metrics.py), on this batch
         self._cm += confusion_matrix(batch["label"].cpu().numpy(),
                                      class_logits.argmax(1).cpu().numpy(), len(self.classes))
-        pred = (mask_logits > 0).cpu().numpy()[:, 0]
+        pred = (own_outline(mask_logits, batch["outline"]) > 0).cpu().numpy()[:, 0]
         true = (batch["mask"] > 0.5).cpu().numpy()[:, 0]
         tumour = true.any(axis=(1, 2))
         self._dice += [per_image_dice(pred[tumour], true[tumour]).sum(), tumour.sum()]

@@ -90,6 +90,7 @@ async function show(data) {
     ["Tumour area", `${data.tumour_area_pixels} px` + (data.tumour_area_mm2 != null ? ` (${data.tumour_area_mm2.toFixed(1)} mm²)` : "")],
     ["Bounding box", bb ? `rows ${bb.row_min}–${bb.row_max}, cols ${bb.col_min}–${bb.col_max}` : "no tumour found"],
   ] : [["Outline", "none: this model classifies only"]];
+  if (segments && data.outline) rows.push(["Outline as annotated in", data.outline]);
   rows.push(["Image size", `${data.shape[0]} × ${data.shape[1]}`]);
   if (data.slice_index != null) rows.push(["Slice", String(data.slice_index)]);
   const dl = $("measurements");
