@@ -464,3 +464,24 @@ def test_evaluation_scores_each_dataset_on_its_own_outline(outlined: tuple[Path,
     assert isinstance(inferer, JointInferer)
     mask = inferer.predict_batch([array], sources=[record.image])[0].mask
     assert float(per_image_dice([mask], [truth])[0]) == pytest.approx(row["dice"], abs=1e-6)
+
+
+def test_onnx_export_carries_every_outline(outlined: tuple[Path, Path], mix: Path,
+                                           tmp_path: Path) -> None:
+    import shutil
+
+    from tumorscope.inference.onnx_export import export_checkpoint_onnx
+    from tumorscope.inference.predictor import Predictor
+
+    _, cal = outlined
+    for f in cal.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    export_checkpoint_onnx(tmp_path, tmp_path)  # checked against PyTorch
+    image = next((mix / "figshare" / "images").glob("*.png"))
+    for outline in ("figshare", "lgg", "brats"):
+        onnx = Predictor.from_checkpoint(tmp_path, backend="onnx", outline=outline)
+        torch_p = Predictor.from_checkpoint(tmp_path, backend="torch", outline=outline)
+        a, b = onnx.predict_file(image), torch_p.predict_file(image)
+        assert a.extra["outline"] == b.extra["outline"] == outline
+        assert (a.mask != b.mask).mean() < 0.01  # float rounding may flip an edge pixel
