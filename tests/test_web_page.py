@@ -46,6 +46,18 @@ def open_page(browser):  # type: ignore[no-untyped-def]
         context.close()
 
 
+def _upload(page, url: str, scan: Path):  # type: ignore[no-untyped-def]
+    """Open the page at ``url``, upload ``scan`` and wait for the result; the page and the
+    list that collects its script errors."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.set_input_files("#file-input", str(scan))
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    return page, errors
+
+
 def _scan(tmp_path: Path) -> Path:
     yy, xx = np.mgrid[:128, :128]
     img = (((yy - 64) ** 2 + (xx - 64) ** 2) < 50 ** 2) * 120 + \
@@ -93,13 +105,7 @@ def test_classifier_page_shows_class_without_mask_section(open_page,  # type: ig
 
     live, proc = start_server(tmp_path, model=save_random_classifier(tmp_path / "classifier"))
     try:
-        page = open_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(live.url)
-        page.set_input_files("#file-input", str(_scan(tmp_path)))
-        page.click("#submit")
-        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        page, errors = _upload(open_page(), live.url, _scan(tmp_path))
         classes = page.locator("#probabilities li .label").all_inner_texts()
         assert sorted(classes) == ["no tumour", "tumour"]
         assert page.is_hidden("#overlay-controls") and page.is_hidden("#download-mask")
@@ -232,13 +238,7 @@ def test_page_names_the_outline_of_a_model_with_several(open_page,  # type: igno
     model = save_random_model(tmp_path / "outlines", outlines=["figshare", "lgg", "brats"])
     live, proc = start_server(tmp_path, model=model)
     try:
-        page = open_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(live.url)
-        page.set_input_files("#file-input", str(_scan(tmp_path)))
-        page.click("#submit")
-        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        page, errors = _upload(open_page(), live.url, _scan(tmp_path))
         measurements = page.inner_text("#measurements")
         assert "Outline as annotated in" in measurements and "figshare" in measurements
         assert not errors, errors
