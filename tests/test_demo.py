@@ -54,6 +54,13 @@ def test_demo_runs_without_the_datasets(tmp_path: Path) -> None:
     assert {"meningioma", "glioma", "pituitary"} <= {r["true_class"] for r in default}
     if "no tumour" in read_card(default_checkpoint()).classes:  # tumour-free examples too
         assert sum(r["true_class"] == "no tumour" for r in default) == 2
+    outlines = read_card(default_checkpoint()).model.get("outlines") or []
+    if outlines:  # each example drawn in its own dataset's outline, as evaluation scores it
+        datasets = {e.image.name: e.dataset for e in bundled_examples()}
+        for r in default:
+            dataset = datasets.get(Path(r["file"]).name, "figshare")
+            wanted = {"brats-slices": "brats"}.get(dataset, dataset)
+            assert r["outline"] == (wanted if wanted in outlines else outlines[0]), r["file"]
     shipped = {model.name for model in shipped_checkpoints()}
     if "lgg" in shipped:  # the LGG model predicts the bundled LGG slices
         assert sorted(r["true_class"] for r in records if r["model_id"].startswith("lgg-")) \

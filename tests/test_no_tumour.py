@@ -299,7 +299,7 @@ def test_corruptions_change_the_image_and_are_seeded() -> None:
 def test_each_slice_learns_its_own_outline() -> None:
     import torch
 
-    from tumorscope.tasks.joint import own_outline
+    from tumorscope.models.joint import own_outline
 
     logits = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
     picked = own_outline(logits, torch.tensor([2, 0]))
@@ -384,6 +384,22 @@ trainer: {{epochs: 1, batch_size: 8, accelerator: cpu}}
         yield model, tmp / "cal"
 
 
+@pytest.fixture(scope="module")
+def muted(outlined: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The calibrated outline model with its outputs told apart beyond doubt: the figshare
+    outline never fires, the LGG one covers every pixel, BraTS's is as trained."""
+    import torch
+
+    from tumorscope.checkpoint.store import load_checkpoint, save_checkpoint
+
+    model, card = load_checkpoint(outlined[1])
+    state = model.state_dict()
+    state["segmentation_head.0.bias"][:2] = torch.tensor([-50.0, 50.0])
+    out = tmp_path_factory.mktemp("muted")
+    save_checkpoint(out, state, card)
+    return out
+
+
 def test_frozen_modules_stay_as_loaded(outlined: tuple[Path, Path], calibrated: Path) -> None:
     from tumorscope.models.pretrained import read_state_dict
 
@@ -399,7 +415,7 @@ def test_frozen_modules_stay_as_loaded(outlined: tuple[Path, Path], calibrated: 
     assert trained  # the decoder did learn
 
 
-def test_outlines_are_drawn_by_name(outlined: tuple[Path, Path], calibrated: Path,
+def test_outlines_are_drawn_by_name(outlined: tuple[Path, Path], calibrated: Path, muted: Path,
                                     mix: Path, tmp_path: Path) -> None:
     from tumorscope.inference.joint import JointInferer, sigmoid
     from tumorscope.inference.predictor import Predictor
@@ -431,6 +447,15 @@ def test_outlines_are_drawn_by_name(outlined: tuple[Path, Path], calibrated: Pat
     assert np.array_equal(direct.predict_scan(scan).mask,
                           np.asarray(read_scan(next((tmp_path / "p").glob("*mask*.png"))).array[0]
                                      > 0))
+    # each name draws its own output: never, everywhere, or as trained
+    loud = Predictor.from_checkpoint(muted, backend="torch").inferer
+    assert isinstance(loud, JointInferer)
+    array = scan.array
+    none, every, trained = (out.mask for out in loud.predict_batch(
+        [array] * 3, sources=[image] * 3, outlines=["figshare", "lgg", "brats"]))
+    assert not none.any() and every.all()
+    assert np.array_equal(trained, inferer.predict_batch(
+        [array], sources=[image], outlines=["brats"])[0].mask)
     for model, outline, why in ((cal, "nope", "its outlines are"),
                                 (calibrated, "lgg", "has one outline")):
         res = cli("predict", str(image), "--checkpoint", str(model), "--outline", outline,
@@ -440,30 +465,27 @@ def test_outlines_are_drawn_by_name(outlined: tuple[Path, Path], calibrated: Pat
         assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
 
 
-def test_evaluation_scores_each_dataset_on_its_own_outline(outlined: tuple[Path, Path],
-                                                          tmp_path: Path) -> None:
+def test_evaluation_scores_each_dataset_on_its_own_outline(muted: Path, tmp_path: Path) -> None:
     from tumorscope.checkpoint.store import read_card
     from tumorscope.data.prepare import prepare_split
     from tumorscope.data.slices import load_record
-    from tumorscope.inference.joint import JointInferer
-    from tumorscope.inference.predictor import Predictor
-    from tumorscope.metrics import per_image_dice
 
-    _, cal = outlined
-    res = cli("evaluate", "--checkpoint", str(cal), "--out", str(tmp_path / "ev"), cwd=tmp_path)
+    res = cli("evaluate", "--checkpoint", str(muted), "--out", str(tmp_path / "ev"),
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_image"]
-    row = next(r for r in rows if r["id"].startswith("lgg/") and r["has_tumour"]
-               and r["predicted"] != "no tumour")
-    # that slice's Dice is its LGG outline's: recomputed here with --outline lgg
-    _, split = prepare_split(read_card(cal).experiment("card"), None)
-    record = next(r for r in split.test if r.id == row["id"])
-    array, truth = load_record(record)
-    predictor = Predictor.from_checkpoint(cal, backend="torch", outline="lgg")
-    inferer = predictor.inferer
-    assert isinstance(inferer, JointInferer)
-    mask = inferer.predict_batch([array], sources=[record.image])[0].mask
-    assert float(per_image_dice([mask], [truth])[0]) == pytest.approx(row["dice"], abs=1e-6)
+    found = {r["id"]: r for r in rows if r["has_tumour"] and r["predicted"] != "no tumour"}
+    _, split = prepare_split(read_card(muted).experiment("card"), None)
+    by_source = {s: [r for r in split.test if r.id in found and r.source == s]
+                 for s in ("figshare", "lgg")}
+    assert by_source["figshare"] and by_source["lgg"]
+    # figshare slices are scored on the figshare outline, which never fires ...
+    assert all(found[r.id]["dice"] == 0 for r in by_source["figshare"])
+    # ... LGG slices on the LGG outline, which covers the whole slice
+    for record in by_source["lgg"]:
+        truth = load_record(record)[1]
+        expected = 2 * truth.sum() / (truth.sum() + truth.size)
+        assert found[record.id]["dice"] == pytest.approx(expected, rel=1e-6), record.id
 
 
 def test_onnx_export_carries_every_outline(outlined: tuple[Path, Path], mix: Path,

@@ -82,7 +82,8 @@ class JointModelConfig(_Strict):
         None, description="one mask output per dataset of a mixed collection, each learning "
         "that dataset's outline definition (figshare: the tumour on T1-CE; lgg: the FLAIR "
         "abnormality; brats: the whole tumour with oedema); the first is the outline "
-        "predict, the API and the page show unless asked for another. None: one shared mask")
+        "the API and the page show and predict draws unless --outline names another. None: "
+        "one shared mask")
 
     @model_validator(mode="after")
     def _size_multiple(self) -> JointModelConfig:

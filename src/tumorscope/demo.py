@@ -35,6 +35,7 @@ class Example:
 
 # which bundled examples a model of each dataset is shown
 EXAMPLE_DATASETS = {"mri-mix": {"figshare", "lgg", "brats-slices"}}
+OUTLINE_OF = {"brats-slices": "brats"}  # an example's dataset -> the outline it is drawn in
 
 
 def _as_class_of(example: Example, classes: list[str]) -> Example:
@@ -90,7 +91,7 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
              ) -> list[dict[str, Any]]:
     """Predict the examples with every shipped model (or ``checkpoint``); returns records."""
     from tumorscope.checkpoint.store import read_card
-    from tumorscope.inference.outputs import output_stem, predict_files
+    from tumorscope.inference.outputs import output_stem
     from tumorscope.inference.predictor import Predictor
     from tumorscope.io.writers import write_json
 
@@ -112,12 +113,12 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
                 e for e in examples if e.dataset != "figshare"]
         if not examples:
             continue
-        predictor = Predictor.from_checkpoint(model)
         if card.task == "brats":
-            records += _cases(predictor, examples, out)
+            records += _cases(Predictor.from_checkpoint(model), examples, out)
             continue
         here = out / Path(model).name if len(models) > 1 else out  # one folder per model
-        for record, example in zip(predict_files(predictor, [e.image for e in examples], here),
+        outlines = list(card.model.get("outlines") or [])
+        for record, example in zip(_predict_examples(model, examples, here, outlines),
                                    examples, strict=True):
             scored = _scored(record, example)
             write_json(here / f"{output_stem(example.image)}.json", scored)  # adds the truth
@@ -125,6 +126,25 @@ def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None
     if not records:
         raise TumorscopeError(out, "no example matches the model's dataset; pass --data DIR")
     return records
+
+
+def _predict_examples(model: Path, examples: list[Example], out: Path,
+                      outlines: list[str]) -> list[dict[str, Any]]:
+    """Predict the examples (records in their order); a model with one mask per outline
+    definition draws each example's mask in its own dataset's outline, as evaluation does."""
+    from tumorscope.inference.outputs import predict_files
+    from tumorscope.inference.predictor import Predictor
+
+    groups: dict[str | None, list[int]] = {}
+    for i, e in enumerate(examples):
+        name = OUTLINE_OF.get(e.dataset, e.dataset)
+        groups.setdefault(name if name in outlines else None, []).append(i)
+    records: dict[int, dict[str, Any]] = {}
+    for outline, members in groups.items():
+        predictor = Predictor.from_checkpoint(model, outline=outline)
+        found = predict_files(predictor, [examples[i].image for i in members], out)
+        records.update(zip(members, found, strict=True))
+    return [records[i] for i in range(len(examples))]
 
 
 def _cases(predictor: Any, examples: list[Example], out: Path) -> list[dict[str, Any]]:

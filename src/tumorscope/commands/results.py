@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tumorscope.locations import default_checkpoint
+from tumorscope.locations import MODELS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``results`` sub-command."""
     p = sub.add_parser("results", help="baseline + ablations -> docs/results.md (long: trains)")
     p.add_argument("--config", type=Path, default=Path("configs/figshare/joint-lite0.yaml"))
-    p.add_argument("--checkpoint", type=Path, help="the default model (default: shipped)")
+    p.add_argument("--checkpoint", type=Path, default=MODELS / "figshare",
+                   help="the full-budget model of the suite's recipe, evaluated on figshare "
+                   "(default: the shipped figshare-only model, models/figshare)")
     p.add_argument("--runs", type=Path, default=Path("runs/results"))
     p.add_argument("--out", type=Path, default=Path("docs/results.md"))
     p.set_defaults(handler=run)
@@ -22,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     """Train and evaluate the suite (cached runs are reused), then write the document."""
     from tumorscope.experiments.results import run_suite, write_results
 
-    model = args.checkpoint or default_checkpoint()
+    model = args.checkpoint
     numbers = run_suite(args.config, model, args.runs)
     print(f"results written to {write_results(numbers, args.out, model)}")
     return 0

@@ -17,6 +17,7 @@ from tumorscope.config import JointExperiment
 from tumorscope.data.prepare import prepare_split
 from tumorscope.data.slices import SliceDataset
 from tumorscope.models import joint_from_config
+from tumorscope.models.joint import own_outline
 from tumorscope.progress import track
 from tumorscope.transforms.slice2d import card_preprocessing
 
@@ -30,7 +31,8 @@ def train_plain(cfg: JointExperiment, out: Path) -> Path:
     np.random.seed(cfg.seed)
     index, split = prepare_split(cfg)
     m = cfg.model
-    data = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization, cache=True)
+    data = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization, cache=True,
+                        outlines=m.outlines)
     loader = DataLoader(data, batch_size=cfg.trainer.batch_size, shuffle=True)
     model = joint_from_config(m.model_dump(), len(index.classes))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -38,7 +40,8 @@ def train_plain(cfg: JointExperiment, out: Path) -> Path:
     for epoch in range(cfg.trainer.epochs):
         for batch in track(loader, f"baseline epoch {epoch}"):
             mask_logits, class_logits = model(batch["image"])
-            loss = F.binary_cross_entropy_with_logits(mask_logits, batch["mask"]) + \
+            loss = F.binary_cross_entropy_with_logits(own_outline(mask_logits, batch["outline"]),
+                                                      batch["mask"]) + \
                 F.cross_entropy(class_logits, batch["label"])
             opt.zero_grad()
             loss.backward()

@@ -75,6 +75,15 @@ class JointWithDistance(nn.Module):
         return masks, labels, self.ood(pooled)
 
 
+def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: each slice's mask output for its own outline definition (the
+    ``outline`` index per slice) out of ``(B, M, H, W)``; M = 1 passes through."""
+    if mask_logits.shape[1] == 1:
+        return mask_logits
+    index = outline.to(mask_logits.device).long().view(-1, 1, 1, 1)
+    return mask_logits.gather(1, index.expand(-1, 1, *mask_logits.shape[2:]))
+
+
 def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                 encoder_weights: str | None = None, attention: str = "none",
                 dropout: float = 0.2, ood: bool = False, mask_channels: int = 1) -> nn.Module:

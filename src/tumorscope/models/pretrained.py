@@ -112,19 +112,23 @@ def load_matching(model: nn.Module, source: Path) -> tuple[int, list[str]]:
     """Warm start: copy into ``model`` every tensor of ``source`` (a tumorscope model folder
     or a ``.safetensors`` / ``.pt`` state dict) whose name and shape match; returns how many
     were loaded and the model's tensors left at their initialisation (e.g. a classification
-    head with another number of classes). A one-output tensor whose model counterpart has M
+    head with another number of classes). A one-mask head whose model counterpart has M
     outputs (one mask per outline definition) starts every output from it. Fewer than half
     matching is an error."""
     path = source / "model.safetensors" if source.is_dir() else source
     state = read_state_dict(path)
     own = model.state_dict()
-    matching = {k: _broadcast(v, own[k].shape) for k, v in state.items() if k in own}
+    matching = {k: _broadcast(v, own[k].shape) if k.startswith(MASK_HEAD) else v
+                for k, v in state.items() if k in own}
     matching = {k: v for k, v in matching.items() if v.shape == own[k].shape}
     if len(matching) < 0.5 * len(own):
         raise CheckpointError(path, f"only {len(matching)}/{len(own)} tensors match the "
                               "configured model; is it the same architecture and encoder?")
     model.load_state_dict(matching, strict=False)
     return len(matching), sorted(k for k in own if k not in matching)
+
+
+MASK_HEAD = "segmentation_head."  # the joint model's mask output, broadcast to every outline
 
 
 def _broadcast(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:

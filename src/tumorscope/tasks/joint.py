@@ -14,6 +14,7 @@ from torch import nn
 from tumorscope.config import JointExperiment
 from tumorscope.metrics import classification_metrics, confusion_matrix, per_image_dice
 from tumorscope.models import joint_from_config
+from tumorscope.models.joint import own_outline
 from tumorscope.tasks.base import EmaModule
 from tumorscope.tasks.optim import configure_optimisation, parameter_groups
 
@@ -36,15 +37,6 @@ def _segmentation_loss(name: str) -> nn.Module:
             return cast(torch.Tensor, sum(p(logits, target) for p in self.parts))
 
     return Sum()
-
-
-def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)``: each slice's mask output for its own outline definition (the
-    ``outline`` index per slice) out of ``(B, M, H, W)``; M = 1 passes through."""
-    if mask_logits.shape[1] == 1:
-        return mask_logits
-    index = outline.to(mask_logits.device).long().view(-1, 1, 1, 1)
-    return mask_logits.gather(1, index.expand(-1, 1, *mask_logits.shape[2:]))
 
 
 class JointTask(EmaModule):
