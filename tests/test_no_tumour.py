@@ -306,7 +306,9 @@ def test_each_slice_learns_its_own_outline() -> None:
     assert picked.shape == (2, 1, 2, 2)
     assert torch.equal(picked[0, 0], logits[0, 2]) and torch.equal(picked[1, 0], logits[1, 0])
     one = logits[:, :1]
-    assert own_outline(one, torch.tensor([0, 0])) is one
+    assert own_outline(one, torch.tensor([0, 0])) is one and own_outline(one, None) is one
+    with pytest.raises(ValueError, match="outline index"):
+        own_outline(logits, None)
 
 
 def test_outline_of_each_record_and_unknown_dataset() -> None:

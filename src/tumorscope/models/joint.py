@@ -75,11 +75,13 @@ class JointWithDistance(nn.Module):
         return masks, labels, self.ood(pooled)
 
 
-def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
     """``(B, 1, H, W)``: each slice's mask output for its own outline definition (the
     ``outline`` index per slice) out of ``(B, M, H, W)``; M = 1 passes through."""
     if mask_logits.shape[1] == 1:
         return mask_logits
+    if outline is None:
+        raise ValueError("a model with one mask per outline needs each slice's outline index")
     index = outline.to(mask_logits.device).long().view(-1, 1, 1, 1)
     return mask_logits.gather(1, index.expand(-1, 1, *mask_logits.shape[2:]))
 

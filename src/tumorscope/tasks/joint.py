@@ -60,7 +60,7 @@ class JointTask(EmaModule):
 
     def _losses(self, batch: dict[str, Any], mask_logits: torch.Tensor,
                 class_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        seg = self.seg_loss(own_outline(mask_logits, batch["outline"]), batch["mask"])
+        seg = self.seg_loss(own_outline(mask_logits, batch.get("outline")), batch["mask"])
         cls = F.cross_entropy(class_logits, batch["label"],
                               label_smoothing=self.cfg.loss.label_smoothing)
         total = self.cfg.loss.segmentation_weight * seg + self.cfg.loss.classification_weight * cls
@@ -89,7 +89,7 @@ class JointTask(EmaModule):
         # the same metric code as `tumorscope evaluate` (metrics.py), on this batch
         self._cm += confusion_matrix(batch["label"].cpu().numpy(),
                                      class_logits.argmax(1).cpu().numpy(), len(self.classes))
-        pred = (own_outline(mask_logits, batch["outline"]) > 0).cpu().numpy()[:, 0]
+        pred = (own_outline(mask_logits, batch.get("outline")) > 0).cpu().numpy()[:, 0]
         true = (batch["mask"] > 0.5).cpu().numpy()[:, 0]
         tumour = true.any(axis=(1, 2))
         self._dice += [per_image_dice(pred[tumour], true[tumour]).sum(), tumour.sum()]
