@@ -35,8 +35,7 @@ browser:
 # with the few dependencies we lack, at versions verified here. Only the cross-check test
 # uses it (it skips, saying why, when absent).
 BRATS_EVAL := brats-evaluation==0.0.10 panoptica==2.1.7 connected-components-3d==4.1.1 \
-  ruamel.yaml==0.19.1 ruamel.yaml.clib==0.2.15 plotly==5.24.1 narwhals==2.29.0 \
-  scikit-image==0.26.0 imageio==2.38.1 lazy-loader==0.6
+  ruamel.yaml==0.19.1 ruamel.yaml.clib==0.2.15 plotly==5.24.1 narwhals==2.29.0
 brats-eval: $(STAMP)
 	@$(PY) -c "import brats_evaluation, panoptica" 2>/dev/null || \
 	  $(PY) -m pip install -q --no-deps $(BRATS_EVAL) || \

@@ -167,7 +167,7 @@ def test_joint_cross_validation_skips_finished_folds(
 
     written = {k: os.stat(out / f"fold-{k}" / "metrics.json").st_mtime_ns for k in range(3)}
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="tumorscope.cv"):
+    with caplog.at_level(logging.INFO, logger="tumorscope"):
         again = cross_validate(cfg, 3, out)
     assert caplog.text.count("finished earlier") == 3 and "training run" not in caplog.text
     assert written == {k: os.stat(out / f"fold-{k}" / "metrics.json").st_mtime_ns
@@ -204,7 +204,7 @@ def test_classify_cross_validation_of_some_folds_resumes_an_unexported_run(
     run = tmp_path / "runs" / "tinycls-cv3-f1"  # as if killed after training, before export
     shutil.rmtree(run / "model")
     (out / "fold-1" / "metrics.json").unlink()
-    with caplog.at_level(logging.INFO, logger="tumorscope.cv"):
+    with caplog.at_level(logging.INFO, logger="tumorscope"):
         assert main(argv) == 0
     assert f"resuming run {run}" in caplog.text
     assert (run / "model" / "model.json").is_file() and (out / "fold-1" / "metrics.json").is_file()

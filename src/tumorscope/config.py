@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -293,6 +293,27 @@ class StageConfig(_Strict):
     lr_mult: float = Field(1.0, gt=0)
 
 
+class PretrainConfig(_Strict):
+    """Pre-training on pix2pix-synthesised slices before the real training, the capsule
+    project's recipe, done per run (so per cross-validation fold): the generator learns from
+    this run's training patients only, ``synthetic`` slices are drawn from it, and a short
+    run on them gives the real run its starting weights (experiments/pretrain.py)."""
+
+    synthetic: int = Field(7000, ge=1, description="synthetic slices to draw")
+    gan_steps: int = Field(5000, ge=1, description="pix2pix training steps")
+    gan_size: int = Field(128, ge=32, description="synthetic slice size, a multiple of 16")
+    gan_batch_size: int = Field(8, ge=1)
+    gan_width: int = Field(32, ge=1, description="channels of the generator's first layer")
+    epochs: int = Field(2, ge=1, description="pre-training epochs on the synthetic slices")
+
+    @field_validator("gan_size")
+    @classmethod
+    def _multiple_of_16(cls, value: int) -> int:
+        if value % 16:
+            raise ValueError(f"{value} px: the pix2pix size must be a multiple of 16")
+        return value
+
+
 @register_task_config
 class ClassifyExperiment(ExperimentConfig):
     """The classify task: a slice classifier (no mask), trained in stages (frozen body, then
@@ -304,6 +325,8 @@ class ClassifyExperiment(ExperimentConfig):
     augment: Augment2DConfig = Augment2DConfig()
     stages: list[StageConfig] = Field(default_factory=list, description="empty: one stage of "
                                       "trainer.epochs at model.input_size")
+    pretrain: PretrainConfig | None = Field(None, description="pre-train on pix2pix slices "
+                                            "drawn from this run's training patients first")
 
     @model_validator(mode="after")
     def _stages_fit(self) -> ClassifyExperiment:
@@ -478,10 +501,19 @@ def _apply(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> No
         if depth == len(keys) - 1:
             node[key] = value
             return
-        model = fields[key].annotation
-        node = node.setdefault(key, {})
+        model = _section(fields[key].annotation)
+        if node.get(key) is None:  # an optional section, unset so far: the override opens it
+            node[key] = {}
+        node = node[key]
         if not isinstance(node, dict):
             raise ConfigError(origin, f"{'.'.join(keys[: depth + 1])} is not a section")
+
+
+def _section(annotation: Any) -> Any:
+    """The model class of a section, also when it is optional (``Section | None``)."""
+    members = [a for a in get_args(annotation) if isinstance(a, type)
+               and issubclass(a, BaseModel)]
+    return members[0] if members else annotation
 
 
 def _format_validation(err: ValidationError) -> str:

@@ -56,6 +56,7 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Train; with ``--test`` also evaluate on the held-out test fold."""
     from tumorscope.config import load_config
+    from tumorscope.experiments.pretrain import pretrained_start
     from tumorscope.training.run import config_for_resume, train
 
     overrides = overrides_from_flags(args)
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             raise TumorscopeError("--config", "give an experiment YAML (see configs/), "
                                   "--model NAME or --resume")
         cfg = load_config(config, overrides)
+        cfg = pretrained_start(cfg, args.data_root)  # a pretrain section: synthetic slices first
     out = train(cfg, resume=args.resume is not None, data_root=args.data_root)
     print(f"model written to {out}")
     if args.test:

@@ -17,12 +17,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from tumorscope.checkpoint.store import checkpoint_paths
 from tumorscope.config import ExperimentConfig, build_config
 from tumorscope.data.prepare import prepare_split
 from tumorscope.data.splits import make_split
 from tumorscope.errors import TumorscopeError
 from tumorscope.evaluation.result import EvaluationResult, read_result
+from tumorscope.experiments.pretrain import finish_run
 from tumorscope.io.writers import write_atomic, write_json
 from tumorscope.metrics import bootstrap_ci, classification_metrics
 
@@ -114,26 +114,6 @@ def read_plan(out: Path) -> int:
             from None
 
 
-def exported_model(run_dir: Path) -> Path | None:
-    """The run's exported model folder when it is complete (weights and card)."""
-    weights, card = checkpoint_paths(run_dir / "model")
-    return run_dir / "model" if weights.is_file() and card.is_file() else None
-
-
-def train_fold(cfg: ExperimentConfig, data_root: str | None = None) -> Path:
-    """The fold run's exported model: the finished one, else resumed, else trained afresh."""
-    from tumorscope.training.run import latest_checkpoint, train
-
-    run_dir = cfg.run_dir
-    model = exported_model(run_dir)
-    if model is not None:
-        log.info("run %s already finished; evaluating its model", run_dir)
-        return model
-    resume = latest_checkpoint(run_dir) is not None
-    log.info("%s run %s", "resuming" if resume else "training", run_dir)
-    return train(cfg, resume=resume, data_root=data_root)
-
-
 def run_fold(cfg: ExperimentConfig, folds: int, k: int, out: Path,
              data_root: str | None = None) -> EvaluationResult:
     """Train (or resume) the run holding out fold ``k`` and evaluate it there, writing
@@ -144,7 +124,7 @@ def run_fold(cfg: ExperimentConfig, folds: int, k: int, out: Path,
     if metrics.is_file():
         log.info("fold %d: finished earlier (%s); skipped", k, metrics)
         return read_result(metrics)
-    model = train_fold(fold_config(cfg, folds, k), data_root)
+    model = finish_run(fold_config(cfg, folds, k), data_root)
     result = evaluate(model, k, metrics.parent, data_root)
     log.info("fold %d: %s", k, describe(fold_row(result)))
     return result
@@ -363,12 +343,15 @@ def folds_to_run(folds: int, only: Sequence[int] | None) -> list[int]:
 def cross_validate(cfg: ExperimentConfig, folds: int, out: Path, data_root: str | None = None,
                    only: list[int] | None = None) -> CvResult:
     """Hold out each fold of ``folds`` in turn (``only``: these folds), train on the rest
-    with the next fold for validation, evaluate on the held-out fold; summarise every
-    finished fold in ``out``. Runs are ``<output.root>/<run name>-cv<K>-f<k>``."""
+    with the next fold for validation (pre-training on synthetic slices of those training
+    patients first, when the config has a ``pretrain`` section), evaluate on the held-out
+    fold; summarise every finished fold in ``out``. Runs are
+    ``<output.root>/<run name>-cv<K>-f<k>``."""
     if cfg.init_weights:
         raise TumorscopeError("init_weights", "cross-validation would warm-start every fold "
                               f"from {cfg.init_weights}, which saw some folds' held-out "
-                              "patients; unset it (init_weights=null) or pre-train per fold")
+                              "patients; unset it (init_weights=null) or pre-train per fold "
+                              "(a pretrain section)")
     todo = folds_to_run(folds, only)
     held_out = fold_patients(cfg, folds, data_root)
     out = Path(out)

@@ -174,7 +174,9 @@ def config_for_resume(run_dir: Path, overrides: list[str]) -> ExperimentConfig:
     """The config a run was started with, plus overrides (e.g. more epochs)."""
     path = run_dir / CONFIG_NAME
     if not path.is_file():
-        raise TumorscopeError(run_dir, f"not a tumorscope run ({CONFIG_NAME} missing)")
+        raise TumorscopeError(run_dir, f"not a tumorscope run ({CONFIG_NAME} missing; a run "
+                              "stopped before training began, e.g. while pre-training, resumes "
+                              "by running its train command again)")
     cfg = load_config(path, overrides)
     root = run_dir.parent
     return cfg.model_copy(update={"output": cfg.output.model_copy(

@@ -1,0 +1,110 @@
+"""Pre-training on pix2pix slices per run (``pretrain``): each cross-validation fold draws its
+synthetic set from a generator trained on that fold's training patients only, pre-trains on
+it, starts the real run from those weights, and resumes step by step."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tumorscope.checkpoint.store import read_card
+from tumorscope.cli import main
+from tumorscope.config import ClassifyExperiment, load_config
+from tumorscope.data.prepare import prepare_split
+from tumorscope.errors import ConfigError
+from tumorscope.experiments.cv import fold_config
+from tumorscope.experiments.pretrain import pretrained_start, synthetic_config
+
+CLASSIFY = """name: tinypre
+task: classify
+seed: 3
+data: {{dataset: figshare-mat, root: {data}, folds: 3, fold_source: computed}}
+model: {{arch: timm, name: resnet18, encoder_weights: none, input_size: 64}}
+output: {{root: {runs}}}
+trainer: {{epochs: 1, batch_size: 4, accelerator: cpu, limit_train_batches: 2,
+          checkpoint_every_n_steps: 1, log_every_n_steps: 1}}
+pretrain: {{synthetic: 9, gan_steps: 2, gan_size: 32, gan_batch_size: 2, gan_width: 8,
+           epochs: 1}}
+"""
+
+
+def tiny_config(tmp_path: Path, data: Path) -> Path:
+    path = tmp_path / "pre.yaml"
+    path.write_text(CLASSIFY.format(data=data, runs=tmp_path / "runs"))
+    return path
+
+
+def test_the_pre_training_run_reads_the_synthetic_set_into_the_run_folder(
+        tmp_path: Path, mat_dataset: Path) -> None:
+    cfg = load_config(tiny_config(tmp_path, mat_dataset),
+                      ["stages=[{epochs: 1, input_size: 32, freeze_body: true}, {epochs: 2}]"])
+    pre = synthetic_config(cfg, tmp_path / "syn", epochs=3, sources=40)
+    assert isinstance(pre, ClassifyExperiment)
+    assert (pre.data.dataset, pre.data.root, pre.data.folds) == ("synthetic",
+                                                                 str(tmp_path / "syn"), 10)
+    assert pre.run_dir == cfg.run_dir / "pretrain" / "run"
+    assert pre.trainer.epochs == 3 and pre.stages == [] and pre.pretrain is None
+    assert pre.init_weights is None and not pre.early_stopping.enabled
+    assert synthetic_config(cfg, tmp_path / "syn", 1, sources=4).data.folds == 4
+    with pytest.raises(ConfigError, match="at least 3"):
+        synthetic_config(cfg, tmp_path / "syn", 1, sources=2)
+
+
+def test_a_foreign_warm_start_and_a_bad_size_are_refused(tmp_path: Path,
+                                                          mat_dataset: Path) -> None:
+    config = tiny_config(tmp_path, mat_dataset)
+    with pytest.raises(ConfigError, match="init_weights"):
+        pretrained_start(load_config(config, ["init_weights=models/figshare"]))
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        load_config(config, ["pretrain.gan_size=40"])
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def read_sources(manifest: Path) -> set[str]:
+    with manifest.open(newline="") as f:
+        return {row["source_patient"] for row in csv.DictReader(f)}
+
+
+@pytest.mark.slow
+def test_each_fold_pre_trains_on_its_own_training_patients_and_resumes(
+        tmp_path: Path, mat_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tiny_config(tmp_path, mat_dataset)
+    out = tmp_path / "cv"
+    argv = ["cv", "--config", str(config), "--folds", "3", "--only", "0", "2", "--out", str(out)]
+    assert main(argv) == 0
+    cfg = load_config(config, [])
+    generators = []
+    for k in (0, 2):
+        run = tmp_path / "runs" / f"tinypre-cv3-f{k}"
+        _, split = prepare_split(fold_config(cfg, 3, k))
+        training = {r.patient for r in split.train}
+        held_out = {r.patient for r in split.val + split.test}
+        trained = json.loads((run / "pretrain" / "generator" / "patients.json").read_text())
+        assert set(trained["patients"]) == training  # the generator saw this fold's training
+        assert read_sources(run / "pretrain" / "synthetic" / "manifest.csv") <= training
+        assert not held_out & (set(trained["patients"]) | read_sources(
+            run / "pretrain" / "synthetic" / "manifest.csv"))
+        trained_by = read_card(run / "model").training_config or {}
+        assert trained_by["init_weights"] == str(run / "pretrain" / "run" / "model")
+        assert trained_by["pretrain"]["synthetic"] == 9
+        assert read_card(run / "pretrain" / "run" / "model").data.dataset == "synthetic"
+        generators.append(trained["patients"])
+    assert generators[0] != generators[1]  # one generator per fold
+
+    # killed after pre-training, before the real run saved anything: only the real run reruns
+    run = tmp_path / "runs" / "tinypre-cv3-f0"
+    shutil.rmtree(run / "model")
+    shutil.rmtree(run / "checkpoints")
+    (out / "fold-0" / "metrics.json").unlink()
+    drawn = (run / "pretrain" / "synthetic" / "manifest.csv").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    assert "synthetic set" in caplog.text and "already drawn" in caplog.text
+    assert f"run {run / 'pretrain' / 'run'} already finished" in caplog.text
+    assert (run / "pretrain" / "synthetic" / "manifest.csv").stat().st_mtime_ns == drawn
+    assert (run / "model" / "model.json").is_file() and (out / "fold-0" / "metrics.json").is_file()
