@@ -65,6 +65,16 @@ def test_a_foreign_warm_start_and_a_bad_size_are_refused(tmp_path: Path,
     assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
+def test_an_override_opens_the_optional_section_with_its_defaults() -> None:
+    cfg = load_config(Path("configs/classify/capsule-figshare.yaml"), ["pretrain.epochs=3"])
+    assert isinstance(cfg, ClassifyExperiment) and cfg.pretrain is not None
+    assert (cfg.pretrain.epochs, cfg.pretrain.synthetic, cfg.pretrain.gan_steps) == (3, 7000,
+                                                                                     5000)
+    assert load_config(Path("configs/classify/capsule-figshare.yaml")).pretrain is None
+    with pytest.raises(ConfigError, match="pretrain.nope"):
+        load_config(Path("configs/classify/capsule-figshare.yaml"), ["pretrain.nope=1"])
+
+
 def read_sources(manifest: Path) -> set[str]:
     with manifest.open(newline="") as f:
         return {row["source_patient"] for row in csv.DictReader(f)}
