@@ -42,7 +42,9 @@ def tiny_config(tmp_path: Path, data: Path) -> Path:
 def test_the_pre_training_run_reads_the_synthetic_set_into_the_run_folder(
         tmp_path: Path, mat_dataset: Path) -> None:
     cfg = load_config(tiny_config(tmp_path, mat_dataset),
-                      ["stages=[{epochs: 1, input_size: 32, freeze_body: true}, {epochs: 2}]"])
+                      ["stages=[{epochs: 1, input_size: 32, freeze_body: true}, {epochs: 2}]",
+                       "optim.train_only=[head]", "scheduler.warmup_epochs=5",
+                       "trainer.devices=2", "trainer.strategy=ddp"])
     pre = synthetic_config(cfg, tmp_path / "syn", epochs=3, sources=40)
     assert isinstance(pre, ClassifyExperiment)
     assert (pre.data.dataset, pre.data.root, pre.data.folds) == ("synthetic",
@@ -50,6 +52,10 @@ def test_the_pre_training_run_reads_the_synthetic_set_into_the_run_folder(
     assert pre.run_dir == cfg.run_dir / "pretrain" / "run"
     assert pre.trainer.epochs == 3 and pre.stages == [] and pre.pretrain is None
     assert pre.init_weights is None and not pre.early_stopping.enabled
+    # the whole body learns from the synthetic slices, in one process
+    assert pre.optim.train_only is None and pre.optim.freeze_encoder_epochs == 0
+    assert pre.scheduler.warmup_epochs == 2 and pre.trainer.devices == 1
+    assert pre.trainer.strategy == "auto"
     assert synthetic_config(cfg, tmp_path / "syn", 1, sources=4).data.folds == 4
     with pytest.raises(ConfigError, match="at least 3"):
         synthetic_config(cfg, tmp_path / "syn", 1, sources=2)
@@ -65,13 +71,27 @@ def test_a_foreign_warm_start_and_a_bad_size_are_refused(tmp_path: Path,
     assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
+def test_what_train_would_refuse_is_refused_before_any_pre_training(
+        tmp_path: Path, mat_dataset: Path) -> None:
+    config = tiny_config(tmp_path, mat_dataset)
+    cfg = load_config(config)
+    (cfg.run_dir / "checkpoints").mkdir(parents=True)
+    (cfg.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError, match="already has checkpoints"):
+        pretrained_start(cfg)
+    inside = load_config(config, [f"output.root={mat_dataset / 'runs'}"])
+    with pytest.raises(ConfigError, match="inside the dataset"):
+        pretrained_start(inside)
+    assert not (cfg.run_dir / "pretrain").exists() and not (mat_dataset / "runs").exists()
+
+
 def test_an_override_opens_the_optional_section_with_its_defaults() -> None:
     cfg = load_config(Path("configs/classify/capsule-figshare.yaml"), ["pretrain.epochs=3"])
     assert isinstance(cfg, ClassifyExperiment) and cfg.pretrain is not None
     assert (cfg.pretrain.epochs, cfg.pretrain.synthetic, cfg.pretrain.gan_steps) == (3, 7000,
                                                                                      5000)
     assert load_config(Path("configs/classify/capsule-figshare.yaml")).pretrain is None
-    with pytest.raises(ConfigError, match="pretrain.nope"):
+    with pytest.raises(ConfigError, match=r"pretrain\.nope"):
         load_config(Path("configs/classify/capsule-figshare.yaml"), ["pretrain.nope=1"])
 
 
@@ -82,7 +102,8 @@ def read_sources(manifest: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_each_fold_pre_trains_on_its_own_training_patients_and_resumes(
-        tmp_path: Path, mat_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, mat_dataset: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
     config = tiny_config(tmp_path, mat_dataset)
     out = tmp_path / "cv"
     argv = ["cv", "--config", str(config), "--folds", "3", "--only", "0", "2", "--out", str(out)]
@@ -118,3 +139,22 @@ def test_each_fold_pre_trains_on_its_own_training_patients_and_resumes(
     assert f"run {run / 'pretrain' / 'run'} already finished" in caplog.text
     assert (run / "pretrain" / "synthetic" / "manifest.csv").stat().st_mtime_ns == drawn
     assert (run / "model" / "model.json").is_file() and (out / "fold-0" / "metrics.json").is_file()
+
+    # killed during the real run: it resumes from its checkpoint and still records its start
+    shutil.rmtree(run / "model")
+    (out / "fold-0" / "metrics.json").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    assert f"resuming run {run}" in caplog.text
+    trained_by = read_card(run / "model").training_config or {}
+    assert trained_by["init_weights"] == str(run / "pretrain" / "run" / "model")
+
+    # other pre-training settings never reuse these runs: refused in one line, nothing changed
+    for again in ([*argv, "pretrain.epochs=2"],
+                  [*argv[:-1], str(tmp_path / "cv-other"), "pretrain.epochs=2"]):
+        capsys.readouterr()
+        assert main(again) == 2
+        err = capsys.readouterr().err.strip()
+        assert "pretrain" in err and len(err.splitlines()) == 1
+    assert read_card(run / "model").training_config == trained_by

@@ -22,7 +22,7 @@ from tumorscope.data.prepare import prepare_split
 from tumorscope.data.splits import make_split
 from tumorscope.errors import TumorscopeError
 from tumorscope.evaluation.result import EvaluationResult, read_result
-from tumorscope.experiments.pretrain import finish_run
+from tumorscope.experiments.pretrain import finish_run, pretrain_settings
 from tumorscope.io.writers import write_atomic, write_json
 from tumorscope.metrics import bootstrap_ci, classification_metrics
 
@@ -90,11 +90,13 @@ def claim_output(cfg: ExperimentConfig, folds: int, out: Path) -> None:
     (its finished folds would be mixed into this one's summary)."""
     plan = {"run_name": cfg.run_name, "folds": folds, "dataset": cfg.data.dataset,
             "seed": cfg.seed, "fold_source": cfg.data.fold_source,
+            "pretrain": (settings := pretrain_settings(cfg)) and settings.model_dump(mode="json"),
             "runs": [str(fold_config(cfg, folds, k).run_dir) for k in range(folds)]}
     path = out / PLAN
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
-        differ = sorted(k for k in ("run_name", "folds", "dataset", "seed", "fold_source")
+        differ = sorted(k for k in ("run_name", "folds", "dataset", "seed", "fold_source",
+                                    "pretrain")
                         if old.get(k) != plan[k])
         if differ:
             raise TumorscopeError(out, f"holds another cross-validation (its {', '.join(differ)} "

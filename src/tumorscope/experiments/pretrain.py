@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from tumorscope.checkpoint.store import checkpoint_paths
 from tumorscope.config import ExperimentConfig, PretrainConfig, build_config
 from tumorscope.data.prepare import prepare_split
 from tumorscope.errors import ConfigError
+from tumorscope.io.writers import write_json
 
 log = logging.getLogger("tumorscope.pretrain")
 PRETRAIN_DIR = "pretrain"
+SETTINGS = "settings.json"  # the pre-training settings a run folder was started with
 SYNTHETIC_FOLDS = 10  # the synthetic set is split by source patient; fold 1 selects the model
 
 
@@ -34,10 +37,12 @@ def exported_model(run_dir: Path) -> Path | None:
 
 def finish_run(cfg: ExperimentConfig, data_root: str | None = None) -> Path:
     """The run's exported model: the finished one, else resumed, else trained afresh (after
-    its pre-training on synthetic slices when ``cfg.pretrain`` asks for it)."""
+    its pre-training on synthetic slices when ``cfg.pretrain`` asks for it). A run folder
+    started with other pre-training settings (or none) is refused, never reused."""
     from tumorscope.training.run import latest_checkpoint, train
 
     run_dir = cfg.run_dir
+    claim_pretrain(cfg)
     model = exported_model(run_dir)
     if model is not None:
         log.info("run %s already finished; evaluating its model", run_dir)
@@ -45,8 +50,36 @@ def finish_run(cfg: ExperimentConfig, data_root: str | None = None) -> Path:
     resume = latest_checkpoint(run_dir) is not None
     if not resume:
         cfg = pretrained_start(cfg, data_root)
+    elif pretrain_settings(cfg) is not None:  # the resumed run keeps its record of the start
+        cfg = cfg.model_copy(update={"init_weights": str(pretrained_model(cfg))})
     log.info("%s run %s", "resuming" if resume else "training", run_dir)
     return train(cfg, resume=resume, data_root=data_root)
+
+
+def pretrained_model(cfg: ExperimentConfig) -> Path:
+    """Where a run's pre-trained weights are (``init_weights`` of the real run)."""
+    return cfg.run_dir / PRETRAIN_DIR / "run" / "model"
+
+
+def claim_pretrain(cfg: ExperimentConfig) -> None:
+    """Record a run's pre-training settings in ``<run>/pretrain/settings.json``; refuse a run
+    folder that was started with other settings, or without pre-training when ``cfg`` asks
+    for it (and the reverse), so no model is reused under the wrong description."""
+    settings = pretrain_settings(cfg)
+    wanted = None if settings is None else {**settings.model_dump(mode="json"),
+                                            "seed": cfg.seed}
+    path = cfg.run_dir / PRETRAIN_DIR / SETTINGS
+    started = any((cfg.run_dir / name).exists() for name in ("config.yaml", "checkpoints",
+                                                               "model"))
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        saved = None if started else wanted
+    if saved != wanted:
+        raise ConfigError(cfg.run_dir, f"was started with pretrain {saved}, this config asks "
+                          f"for {wanted}; choose another output.run_name (or --out)")
+    if wanted is not None and not path.is_file():
+        write_json(path, wanted)
 
 
 def pretrain_settings(cfg: ExperimentConfig) -> PretrainConfig | None:
@@ -68,7 +101,9 @@ def synthetic_config(cfg: ExperimentConfig, root: Path, epochs: int, sources: in
                         folds=min(SYNTHETIC_FOLDS, sources),
                         test_fold=0, val_fold=1, fold_source="computed", sources=None,
                         source_weights=None, limit_per_split=None)
-    tree["trainer"]["epochs"] = epochs
+    tree["trainer"].update(epochs=epochs, devices=1, num_nodes=1, strategy="auto")
+    tree["optim"].update(freeze_encoder_epochs=0, train_only=None)  # the whole body learns
+    tree["scheduler"]["warmup_epochs"] = min(tree["scheduler"]["warmup_epochs"], epochs - 1)
     tree["early_stopping"]["enabled"] = False
     tree.update(name=f"{cfg.name}-synthetic", init_weights=None, stages=[], pretrain=None,
                 output={"root": str(cfg.run_dir / PRETRAIN_DIR), "run_name": "run"})
@@ -102,16 +137,27 @@ def draw_synthetic(cfg: ExperimentConfig, settings: PretrainConfig, out: Path,
 def pretrained_start(cfg: ExperimentConfig, data_root: str | None = None) -> ExperimentConfig:
     """``cfg`` unchanged without a ``pretrain`` section; else, after drawing the synthetic set
     and pre-training on it (each step resumed or skipped when done), ``cfg`` starting from the
-    pre-trained weights (``init_weights``)."""
+    pre-trained weights (``init_weights``). Checks what ``train`` would refuse first, so
+    nothing is pre-trained for a run that cannot start."""
+    from tumorscope.training.run import check_output, latest_checkpoint
+
     settings = pretrain_settings(cfg)
     if settings is None:
         return cfg
-    folder = cfg.run_dir / PRETRAIN_DIR
-    model = folder / "run" / "model"
-    if cfg.init_weights and Path(cfg.init_weights) != model:
+    model = pretrained_model(cfg)
+    given = cfg.init_weights and Path(cfg.init_weights).expanduser().resolve()
+    if given and given != model.resolve():
         raise ConfigError("init_weights", "the run pre-trains on synthetic slices (pretrain); "
                           "unset init_weights or the pretrain section")
-    synthetic = folder / "synthetic"
+    check_output(cfg, data_root)
+    if latest_checkpoint(cfg.run_dir) is not None:
+        raise ConfigError(cfg.run_dir, "run already has checkpoints; pass --resume to continue "
+                          "it or choose another output.run_name")
+    claim_pretrain(cfg)
+    if exported_model(model.parent) is None and os.environ.get("LOCAL_RANK", "0") != "0":
+        raise ConfigError("pretrain", "pre-training runs in one process: run it first with "
+                          "trainer.devices=1, then launch the multi-process run")
+    synthetic = cfg.run_dir / PRETRAIN_DIR / "synthetic"
     sources = draw_synthetic(cfg, settings, synthetic, data_root)
     log.info("pre-training on %d synthetic slices (%s)", settings.synthetic, synthetic)
     weights = finish_run(synthetic_config(cfg, synthetic, settings.epochs, sources))
