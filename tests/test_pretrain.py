@@ -150,6 +150,20 @@ def test_each_fold_pre_trains_on_its_own_training_patients_and_resumes(
     trained_by = read_card(run / "model").training_config or {}
     assert trained_by["init_weights"] == str(run / "pretrain" / "run" / "model")
 
+    # fold 2 killed outright while drawing: the generator is kept, the torn draw cleared
+    run2 = tmp_path / "runs" / "tinypre-cv3-f2"
+    for gone in ("model", "checkpoints", "config.yaml", "pretrain/synthetic", "pretrain/run"):
+        path = run2 / gone
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (out / "fold-2" / "metrics.json").unlink()
+    torn = run2 / "pretrain" / ".synthetic.x1.partial"
+    torn.mkdir()
+    losses = (run2 / "pretrain" / "generator" / "losses.csv").read_text()
+    assert main(argv) == 0
+    assert not torn.exists() and (run2 / "pretrain" / "synthetic" / "manifest.csv").is_file()
+    assert (run2 / "pretrain" / "generator" / "losses.csv").read_text() == losses  # not retrained
+    assert (run2 / "model" / "model.json").is_file()
+
     # other pre-training settings never reuse these runs: refused in one line, nothing changed
     for again in ([*argv, "pretrain.epochs=2"],
                   [*argv[:-1], str(tmp_path / "cv-other"), "pretrain.epochs=2"]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from tumorscope.checkpoint.store import checkpoint_paths
@@ -129,6 +130,8 @@ def draw_synthetic(cfg: ExperimentConfig, settings: PretrainConfig, out: Path,
                       settings.gan_steps, settings.gan_batch_size, cfg.seed,
                       base_channels=settings.gan_width,
                       resume=(generator / STATE).is_file())
+        for torn in out.parent.glob(f".{out.name}.*.partial"):  # a draw killed outright
+            shutil.rmtree(torn, ignore_errors=True)
         synthesize(generator, split.train, settings.synthetic, out, cfg.seed)
     check_no_leak(out / MANIFEST, held_out)
     return len(json.loads((out / PATIENTS).read_text(encoding="utf-8"))["conditioning"])
