@@ -304,3 +304,15 @@ def write_brats_case(folder: Path, case_id: str = "Case_001", naming: str = "bra
         nib.save(nib.Nifti1Image(values.astype(np.uint8), affine),
                  str(folder / f"{case_id}{separator}seg.nii.gz"))
     return folder
+
+
+# a tiny classify experiment on a figshare-format .mat folder ({data}; runs under {runs})
+TINY_CLASSIFY = """name: tinycls
+task: classify
+seed: 3
+data: {{dataset: figshare-mat, root: {data}, folds: 3, fold_source: computed}}
+model: {{arch: timm, name: resnet18, encoder_weights: none, input_size: 64}}
+output: {{root: {runs}}}
+trainer: {{epochs: 1, batch_size: 4, accelerator: cpu, limit_train_batches: 2,
+          checkpoint_every_n_steps: 1, log_every_n_steps: 1}}
+"""

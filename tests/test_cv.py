@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures import TINY_CLASSIFY as CLASSIFY
 from fixtures import blob_slice, write_config
 from tumorscope.cli import main
 from tumorscope.config import ExperimentConfig, JointExperiment, load_config, require_task
@@ -175,15 +176,6 @@ def test_joint_cross_validation_skips_finished_folds(
     assert again.summary == result.summary
 
 
-CLASSIFY = """name: tinycls
-task: classify
-seed: 3
-data: {{dataset: figshare-mat, root: {data}, folds: 3, fold_source: computed}}
-model: {{arch: timm, name: resnet18, encoder_weights: none, input_size: 64}}
-output: {{root: {runs}}}
-trainer: {{epochs: 1, batch_size: 4, accelerator: cpu, limit_train_batches: 2,
-          checkpoint_every_n_steps: 1, log_every_n_steps: 1}}
-"""
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import TINY_CLASSIFY
 from tumorscope.checkpoint.store import read_card
 from tumorscope.cli import main
 from tumorscope.config import ClassifyExperiment, load_config
@@ -20,17 +21,10 @@ from tumorscope.errors import ConfigError
 from tumorscope.experiments.cv import fold_config
 from tumorscope.experiments.pretrain import pretrained_start, synthetic_config
 
-CLASSIFY = """name: tinypre
-task: classify
-seed: 3
-data: {{dataset: figshare-mat, root: {data}, folds: 3, fold_source: computed}}
-model: {{arch: timm, name: resnet18, encoder_weights: none, input_size: 64}}
-output: {{root: {runs}}}
-trainer: {{epochs: 1, batch_size: 4, accelerator: cpu, limit_train_batches: 2,
-          checkpoint_every_n_steps: 1, log_every_n_steps: 1}}
-pretrain: {{synthetic: 9, gan_steps: 2, gan_size: 32, gan_batch_size: 2, gan_width: 8,
+PRETRAIN = """pretrain: {{synthetic: 9, gan_steps: 2, gan_size: 32, gan_batch_size: 2, gan_width: 8,
            epochs: 1}}
 """
+CLASSIFY = TINY_CLASSIFY.replace("tinycls", "tinypre") + PRETRAIN
 
 
 def tiny_config(tmp_path: Path, data: Path) -> Path:
