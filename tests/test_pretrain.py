@@ -87,6 +87,8 @@ def test_an_override_opens_the_optional_section_with_its_defaults() -> None:
     assert load_config(Path("configs/classify/capsule-figshare.yaml")).pretrain is None
     with pytest.raises(ConfigError, match=r"pretrain\.nope"):
         load_config(Path("configs/classify/capsule-figshare.yaml"), ["pretrain.nope=1"])
+    with pytest.raises(ConfigError, match=r"unknown key 'stages\.epochs'"):  # a list: no keys
+        load_config(Path("configs/classify/capsule-figshare.yaml"), ["stages.epochs=3"])
 
 
 def read_sources(manifest: Path) -> set[str]:

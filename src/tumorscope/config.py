@@ -511,8 +511,10 @@ def _apply(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> No
 
 def _section(annotation: Any) -> Any:
     """The model class of a section, also when it is optional (``Section | None``)."""
-    members = [a for a in get_args(annotation) if isinstance(a, type)
-               and issubclass(a, BaseModel)]
+    args = get_args(annotation)
+    if type(None) not in args:  # not optional (a model, a list, a plain value): as it is
+        return annotation
+    members = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
     return members[0] if members else annotation
 
 
