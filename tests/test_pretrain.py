@@ -168,3 +168,20 @@ def test_each_fold_pre_trains_on_its_own_training_patients_and_resumes(
         err = capsys.readouterr().err.strip()
         assert "pretrain" in err and len(err.splitlines()) == 1
     assert read_card(run / "model").training_config == trained_by
+
+
+@pytest.mark.slow
+def test_train_pre_trains_first_and_refuses_a_second_start(
+        tmp_path: Path, mat_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_config(tmp_path, mat_dataset)
+    assert main(["train", "--config", str(config)]) == 0
+    run = tmp_path / "runs" / "tinypre"
+    trained_by = read_card(run / "model").training_config or {}
+    assert trained_by["init_weights"] == str(run / "pretrain" / "run" / "model")
+    _, split = prepare_split(load_config(config))
+    trained = json.loads((run / "pretrain" / "generator" / "patients.json").read_text())
+    assert set(trained["patients"]) == {r.patient for r in split.train}
+    capsys.readouterr()
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already has checkpoints" in err and len(err.splitlines()) == 1
