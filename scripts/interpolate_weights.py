@@ -11,12 +11,14 @@ trade-off in docs/trust.md ("Interpolating towards the figshare-only model") was
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from tumorscope.checkpoint.store import checkpoint_paths, read_card, save_checkpoint
+from tumorscope.errors import TumorscopeError
 
 
 def interpolate(base: dict[str, torch.Tensor], other: dict[str, torch.Tensor], alpha: float,
@@ -30,11 +32,11 @@ def interpolate(base: dict[str, torch.Tensor], other: dict[str, torch.Tensor], a
             mixed[name] = tensor
             continue
         ours, theirs = tensor.float().clone(), theirs.float()
-        if ours.shape != theirs.shape:  # BASE has one mask per outline, OTHER one
-            ours[0] = (1 - alpha) * ours[0] + alpha * theirs[0]
-        else:
+        if ours.shape == theirs.shape:
             ours = (1 - alpha) * ours + alpha * theirs
-        mixed[name] = ours
+        elif theirs.shape[0] == 1 and ours.shape[1:] == theirs.shape[1:]:  # one mask vs M
+            ours[0] = (1 - alpha) * ours[0] + alpha * theirs[0]
+        mixed[name] = ours  # other shapes: BASE's, unchanged
     return mixed
 
 
@@ -46,9 +48,12 @@ def main() -> None:
     p.add_argument("--parts", nargs="+", default=["encoder", "decoder", "segmentation_head"])
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    if not 0 <= args.alpha <= 1:
+        raise TumorscopeError("--alpha", f"{args.alpha} is not between 0 and 1")
+    card = read_card(args.base)
+    read_card(args.other)
     base = load_file(str(checkpoint_paths(args.base)[0]))
     other = load_file(str(checkpoint_paths(args.other)[0]))
-    card = read_card(args.base)
     mixed = interpolate(base, other, args.alpha, tuple(args.parts))
     save_checkpoint(args.out, mixed, card.model_copy(update={
         "name": f"{card.name}-wise{args.alpha:g}"}), half=card.weights_dtype == "float16",
@@ -58,4 +63,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TumorscopeError as err:  # one line naming the file and the problem
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

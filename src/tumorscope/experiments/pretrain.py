@@ -69,8 +69,11 @@ def claim_pretrain(cfg: ExperimentConfig) -> None:
     settings = pretrain_settings(cfg)
     wanted = None if settings is None else {**settings.model_dump(mode="json"),
                                             "seed": cfg.seed}
+    from tumorscope.training.callbacks import CHECKPOINT_DIR
+    from tumorscope.training.run import CONFIG_NAME
+
     path = cfg.run_dir / PRETRAIN_DIR / SETTINGS
-    started = any((cfg.run_dir / name).exists() for name in ("config.yaml", "checkpoints",
+    started = any((cfg.run_dir / name).exists() for name in (CONFIG_NAME, CHECKPOINT_DIR,
                                                                "model"))
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -89,14 +92,20 @@ def pretrain_settings(cfg: ExperimentConfig) -> PretrainConfig | None:
     return settings if isinstance(settings, PretrainConfig) else None
 
 
+def check_sources(sources: int) -> None:
+    """The synthetic set is split by source patient into train, selection and held-out parts,
+    so it needs slices of at least 3 patients."""
+    if sources < 3:
+        raise ConfigError("pretrain", f"the synthetic slices come from {sources} training "
+                          "patient(s); pre-training needs at least 3 (train, select, hold out)")
+
+
 def synthetic_config(cfg: ExperimentConfig, root: Path, epochs: int, sources: int
                      ) -> ExperimentConfig:
     """The pre-training run: ``cfg``'s model and recipe on the synthetic set at ``root`` (split
     into at most 10 folds by its ``sources`` source patients; fold 1 selects), ``epochs`` at
     the model's input size, written to ``<run>/pretrain``."""
-    if sources < 3:
-        raise ConfigError("pretrain", f"the synthetic slices come from {sources} training "
-                          "patient(s); pre-training needs at least 3 (train, select, hold out)")
+    check_sources(sources)
     tree = cfg.model_dump(mode="json")
     tree["data"].update(dataset="synthetic", root=str(root),
                         folds=min(SYNTHETIC_FOLDS, sources),
@@ -122,6 +131,7 @@ def draw_synthetic(cfg: ExperimentConfig, settings: PretrainConfig, out: Path,
 
     index, split = prepare_split(cfg, data_root)
     held_out = {r.patient for r in split.val + split.test}
+    check_sources(min(settings.synthetic, len({r.patient for r in split.train})))  # before GAN
     if (out / MANIFEST).is_file():
         log.info("synthetic set %s already drawn", out)
     else:
@@ -142,7 +152,7 @@ def pretrained_start(cfg: ExperimentConfig, data_root: str | None = None) -> Exp
     and pre-training on it (each step resumed or skipped when done), ``cfg`` starting from the
     pre-trained weights (``init_weights``). Checks what ``train`` would refuse first, so
     nothing is pre-trained for a run that cannot start."""
-    from tumorscope.training.run import check_output, latest_checkpoint
+    from tumorscope.training.run import check_output, refuse_started
 
     settings = pretrain_settings(cfg)
     if settings is None:
@@ -153,9 +163,7 @@ def pretrained_start(cfg: ExperimentConfig, data_root: str | None = None) -> Exp
         raise ConfigError("init_weights", "the run pre-trains on synthetic slices (pretrain); "
                           "unset init_weights or the pretrain section")
     check_output(cfg, data_root)
-    if latest_checkpoint(cfg.run_dir) is not None:
-        raise ConfigError(cfg.run_dir, "run already has checkpoints; pass --resume to continue "
-                          "it or choose another output.run_name")
+    refuse_started(cfg.run_dir)
     claim_pretrain(cfg)
     if exported_model(model.parent) is None and os.environ.get("LOCAL_RANK", "0") != "0":
         raise ConfigError("pretrain", "pre-training runs in one process: run it first with "

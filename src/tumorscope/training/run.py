@@ -109,12 +109,17 @@ def plain_patient(patient: str) -> str:
     return patient.removeprefix("synthetic-")
 
 
+def refuse_started(run_dir: Path) -> None:
+    """A fresh start must not train over a run that has checkpoints."""
+    if latest_checkpoint(run_dir) is not None:
+        raise ConfigError(run_dir, "run already has checkpoints; pass --resume to continue it "
+                          "or choose another output.run_name")
+
+
 def _resume_point(run_dir: Path, resume: bool) -> Path | None:
     if resume:
         return intact_checkpoint(run_dir)
-    if latest_checkpoint(run_dir) is not None:
-        raise TumorscopeError(run_dir, "run already has checkpoints; pass --resume to continue "
-                              "it or choose another output.run_name")
+    refuse_started(run_dir)
     return None
 
 
