@@ -25,6 +25,7 @@ from tumorscope.commands import (
     export,
     info,
     lgg,
+    pack,
     predict,
     prepare,
     realism,
@@ -42,7 +43,7 @@ Handler = Callable[[argparse.Namespace], int]
 # the order of ``tumorscope --help``
 SUBCOMMANDS = (train, evaluate, cv, calibrate, predict, export, card, serve, results, compare,
                robustness, embed, augment, demo, info, lgg, explore, check_data, prepare,
-               synthesize, realism)
+               pack, synthesize, realism)
 
 
 def build_parser() -> argparse.ArgumentParser:

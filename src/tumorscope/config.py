@@ -46,6 +46,9 @@ class DataConfig(_Strict):
     limit_per_split: int | None = Field(None, ge=1)
     sources: list[str] | None = Field(None, description="keep only these datasets of a mixed "
                                       "collection (leave-one-dataset-out runs)")
+    pack: str | None = Field(None, description="a slice pack made by `tumorscope pack`: train "
+                             "from its slices instead of reading the dataset (a GPU machine "
+                             "without the data); evaluation always reads the dataset")
     source_weights: dict[str, float] | None = Field(
         None, description="draw training slices of a mixed collection with these relative "
         "weights per dataset (others 1), with replacement, epochs keeping their length; "

@@ -6,7 +6,12 @@ from typing import TypeVar
 
 import numpy as np
 
-from tumorscope.config import ExperimentConfig, resolve_data_root
+from tumorscope.config import (
+    ClassifyExperiment,
+    ExperimentConfig,
+    JointExperiment,
+    resolve_data_root,
+)
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import get_indexer
 from tumorscope.data.splits import Split, make_split, uses_shipped_folds
@@ -15,9 +20,15 @@ from tumorscope.errors import ConfigError
 T = TypeVar("T")
 
 
-def prepare_split(cfg: ExperimentConfig, data_root: str | None = None
+def prepare_split(cfg: ExperimentConfig, data_root: str | None = None, use_pack: bool = False
                   ) -> tuple[DatasetIndex, Split]:
-    """Index the dataset and split it by patient as the config says."""
+    """Index the dataset and split it by patient as the config says; with ``use_pack``
+    (training), the index and split of ``data.pack`` when the config names one."""
+    if use_pack and cfg.data.pack and isinstance(cfg, JointExperiment | ClassifyExperiment):
+        from tumorscope.data.pack import read_pack
+
+        pack = read_pack(cfg)
+        return pack.index, pack.split
     indexer = get_indexer(cfg.data.dataset)  # a misspelt name first, not "folder not found"
     root = resolve_data_root(cfg, data_root)
     if not root.exists():

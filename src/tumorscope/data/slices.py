@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tumorscope.config import ClassifyExperiment, JointExperiment
+from tumorscope.data.pack import SlicePack, read_pack
 from tumorscope.data.prepare import source_weights
 from tumorscope.data.records import Record
 from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
@@ -63,8 +64,10 @@ class SliceDataset(Dataset):
 
     def __init__(self, records: Sequence[Record], channels: int, size: int, normalization: str,
                  stats: tuple[float, float] | None = None, augment: Any = None,
-                 cache: bool = False, outlines: list[str] | None = None) -> None:
+                 cache: bool = False, outlines: list[str] | None = None,
+                 pack: SlicePack | None = None) -> None:
         self.records = list(records)
+        self.pack = pack
         self.outline = outline_indices(self.records, outlines)
         self.channels, self.size = channels, size
         self.normalization, self.stats = normalization, stats
@@ -82,9 +85,12 @@ class SliceDataset(Dataset):
         if self._cache is not None and key in self._cache:
             return self._cache[key]
         record = self.records[index]
-        pixels, mask = load_record(record)
-        item = (load_model_input(pixels, self.channels, self.size, record.image).astype(np.float16),
-                resize_mask(mask, self.size))
+        if self.pack is not None:
+            item = self.pack.item(record)
+        else:
+            pixels, mask = load_record(record)
+            item = (load_model_input(pixels, self.channels, self.size, record.image)
+                    .astype(np.float16), resize_mask(mask, self.size))
         if self._cache is not None:
             self._cache[key] = item
         return item
@@ -130,6 +136,17 @@ def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, 
     return float(stacked.mean()), float(stacked.std())
 
 
+def packed_slices(cfg: JointExperiment | ClassifyExperiment, resizing: bool
+                  ) -> SlicePack | None:
+    """The run's slice pack (``data.pack``), or None to read the dataset."""
+    if not cfg.data.pack:
+        return None
+    if resizing:
+        raise ConfigError("data.pack", "a pack holds one input size; progressive resizing "
+                          "(stages with input_size) reads the dataset itself")
+    return read_pack(cfg)
+
+
 def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Loaders:
     """Resumable training and validation loaders over the split's slices; the training set
     is augmented, and its mean/std computed when the model uses global normalisation."""
@@ -137,13 +154,14 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
 
     m = cfg.model
     outlines = getattr(m, "outlines", None)
-    train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
-                            augment=build_augment(cfg.augment), cache=cfg.data.cache,
-                            outlines=outlines)
-    stats = dataset_stats(train_ds) if m.normalization == "global" else None
-    train_ds.stats = stats
     # persistent workers would keep the dataset of the first epoch, at its input size
     resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
+    pack = packed_slices(cfg, resizing)
+    train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
+                            augment=build_augment(cfg.augment), cache=cfg.data.cache,
+                            outlines=outlines, pack=pack)
+    stats = dataset_stats(train_ds) if m.normalization == "global" else None
+    train_ds.stats = stats
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
                           "persistent_workers": cfg.data.num_workers > 0 and not resizing}
     weights = source_weights(split.train, cfg.data.source_weights)
@@ -152,7 +170,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     if not split.val:
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
-                          cache=cfg.data.cache, outlines=outlines)
+                          cache=cfg.data.cache, outlines=outlines, pack=pack)
     val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False, pad=False),
                           **kw)
     return Loaders(train, val, stats)

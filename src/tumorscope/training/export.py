@@ -42,7 +42,7 @@ def export_checkpoint(cfg: ExperimentConfig, source: Path | None = None,
         low, high = hparams["stats"]
         stats = (float(low), float(high))
     if index is None or split is None:
-        index, split = prepare_split(cfg)
+        index, split = prepare_split(cfg, use_pack=True)
     spec = get_task(cfg.task)
     prefix = spec.weights_prefix(cfg.ema.enabled)
     weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
