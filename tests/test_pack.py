@@ -85,3 +85,15 @@ def test_train_from_a_pack_with_the_dataset_gone(tmp_path: Path) -> None:
 
     again = cli("pack", "--config", str(config), "--out", str(pack), cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize("text", ["[]", "{\"format\": 1}", "not json"])
+def test_a_broken_manifest_is_named(tmp_path: Path, text: str) -> None:
+    from tumorscope.data.pack import read_pack
+    from tumorscope.errors import ScanReadError
+
+    (tmp_path / "pack").mkdir()
+    (tmp_path / "pack" / "pack.json").write_text(text)
+    config = write_config(tmp_path, tmp_path / "data")
+    with pytest.raises(ScanReadError, match=r"pack\.json"):
+        read_pack(_config(config, f"data.pack={tmp_path / 'pack'}"))

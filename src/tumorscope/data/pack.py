@@ -139,8 +139,11 @@ def _read_pack(cfg: SliceExperiment, folder: Path) -> SlicePack:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ScanReadError(path, f"not a readable pack manifest ({err})") from None
-    if manifest.get("format") != FORMAT:
-        raise ScanReadError(path, f"pack format {manifest.get('format')!r}; this version "
+    keys = {"format", "settings", "name", "classes", "info", "parts", "records"}
+    if not isinstance(manifest, dict) or not keys <= set(manifest):
+        raise ScanReadError(path, f"not a tumorscope pack manifest (needs {sorted(keys)})")
+    if manifest["format"] != FORMAT:
+        raise ScanReadError(path, f"pack format {manifest['format']!r}; this version "
                             f"reads format {FORMAT}")
     theirs, ours = manifest["settings"], pack_settings(cfg)
     differ = sorted(k for k in ours if theirs.get(k) != ours[k])
@@ -149,9 +152,13 @@ def _read_pack(cfg: SliceExperiment, folder: Path) -> SlicePack:
                           + "; ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here"
                                       for k in differ))
     by_role: dict[str, list[Record]] = {role: [] for role in ROLES}
-    for fields in manifest["records"]:
-        role = fields.pop("role")
-        by_role[role].append(Record(**{**fields, "image": folder / fields["id"], "mask": None}))
+    try:
+        for fields in manifest["records"]:
+            role = fields.pop("role")
+            by_role[role].append(Record(**{**fields, "image": folder / fields["id"],
+                                           "mask": None}))
+    except (KeyError, TypeError) as err:
+        raise ScanReadError(path, f"not a tumorscope pack manifest ({err})") from None
     packed = [*by_role["train"], *by_role["val"]]
     images = np.concatenate([_read_array(folder / p["file"]) for p in manifest["parts"]])
     size = int(ours["input_size"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.evaluation.result import ClassificationResult, EvaluationResult
 from tumorscope.transforms.slice2d import SlicePreprocessing
@@ -166,6 +168,14 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _initialised(model: dict[str, Any], init_weights: str | None) -> str:
+    """Where the network's starting weights came from, in words."""
+    if init_weights:
+        return f"every weight warm-started from `{init_weights}`"
+    weights = model.get("encoder_weights")
+    return f"encoder initialised from `{weights}`" if weights else "trained from random weights"
+
+
 def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) -> str:
     """Markdown for a joint-task model: data, split, preprocessing, metrics with 95% CIs,
     measured failure modes, intended use."""
@@ -190,8 +200,8 @@ def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) 
 {summary} **Research use only; not a medical device; not for diagnosis.**
 
 ## Model
-- Architecture: {m['arch']} with encoder `{m['encoder']}` (encoder initialised from
-  `{m['encoder_weights']}`), scSE attention: {m['attention']}, classification head on the encoder.
+- Architecture: {m['arch']} with encoder `{m['encoder']}` ({_initialised(m, train.init_weights)}),
+  scSE attention: {m['attention']}, classification head on the encoder.
 - Input: {pre.in_channels} channel, resized to {pre.input_size}x{pre.input_size};
   intensity {pre.intensity}, then `{pre.normalization}` normalisation.
 - Outputs: probabilities for {', '.join(card.classes)}; {_masks_line(m.get('outlines'))}
