@@ -110,6 +110,37 @@ def test_sources_filter_and_unknown_source(mix: Path) -> None:
         keep_sources(index, ["lggg"])
 
 
+def test_a_pack_of_every_dataset_serves_a_run_on_some(mix: Path, tmp_path: Path) -> None:
+    """Leave-one-dataset-out from one pack: the subset's split is the one the dataset gives."""
+    from tumorscope.config import JointExperiment, load_config, require_task
+    from tumorscope.data.pack import read_pack, write_pack
+    from tumorscope.data.prepare import prepare_split
+    from tumorscope.errors import ConfigError
+
+    config = tmp_path / "mix.yaml"
+    config.write_text(f"""name: mix
+data: {{dataset: mri-mix, root: {mix}, test_fold: 0, val_fold: 1}}
+model: {{arch: unet, encoder: resnet18, encoder_weights: none, input_size: 32}}
+""")
+
+    def cfg(*overrides: str) -> JointExperiment:
+        return require_task(load_config(config, list(overrides)), JointExperiment)
+
+    write_pack(cfg(), *prepare_split(cfg()), tmp_path / "pack")
+    packed = f"data.pack={tmp_path / 'pack'}"
+    some = "data.sources=[figshare,brats]"
+    split = read_pack(cfg(packed, some)).split
+    _, raw = prepare_split(cfg(some))
+    for role in ("train", "val", "test"):
+        assert [r.id for r in getattr(split, role)] == [r.id for r in getattr(raw, role)]
+    assert {r.source for r in split.train} == {"figshare", "brats"}
+    with pytest.raises(ConfigError, match="lggg"):
+        read_pack(cfg(packed, "data.sources=[lggg]"))
+    write_pack(cfg(some), *prepare_split(cfg(some)), tmp_path / "some")
+    with pytest.raises(ConfigError, match="sources"):  # a subset's pack serves only that subset
+        read_pack(cfg(f"data.pack={tmp_path / 'some'}"))
+
+
 @pytest.fixture(scope="module")
 def calibrated(mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with module_scratch(tmp_path_factory, "mix_run") as tmp:

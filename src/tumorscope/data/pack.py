@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from tumorscope.config import ClassifyExperiment, JointExperiment
+from tumorscope.data.prepare import keep_sources
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.splits import Split
 from tumorscope.errors import ConfigError, ScanReadError
@@ -146,7 +147,9 @@ def _read_pack(cfg: SliceExperiment, folder: Path) -> SlicePack:
         raise ScanReadError(path, f"pack format {manifest['format']!r}; this version "
                             f"reads format {FORMAT}")
     theirs, ours = manifest["settings"], pack_settings(cfg)
-    differ = sorted(k for k in ours if theirs.get(k) != ours[k])
+    # a pack of every dataset serves a run on some of them (leave-one-dataset-out)
+    differ = sorted(k for k in ours if theirs.get(k) != ours[k]
+                    and not (k == "sources" and theirs.get(k) is None))
     if differ:
         raise ConfigError("data.pack", f"{folder} was packed for other settings: "
                           + "; ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here"
@@ -166,12 +169,15 @@ def _read_pack(cfg: SliceExperiment, folder: Path) -> SlicePack:
     if len(images) != len(packed) or len(masks) != len(packed):
         raise ScanReadError(folder, f"{len(images)} images and {len(masks)} masks for "
                             f"{len(packed)} packed slices; the pack is incomplete")
-    index = DatasetIndex(manifest["name"], folder, list(manifest["classes"]),
-                         [*packed, *by_role["test"]], {**manifest["info"], "pack": str(folder)})
-    split = Split(by_role["train"], by_role["val"], by_role["test"], cfg.data.test_fold,
-                  cfg.data.val_fold)
-    return SlicePack(folder, index, split, images, masks,
-                     {r.id: i for i, r in enumerate(packed)})
+    rows = {r.id: i for i, r in enumerate(packed)}
+    index = keep_sources(DatasetIndex(manifest["name"], folder, list(manifest["classes"]),
+                                      [*packed, *by_role["test"]],
+                                      {**manifest["info"], "pack": str(folder)}),
+                         cfg.data.sources)
+    kept = {r.id for r in index.records}
+    train, val, test = ([r for r in by_role[role] if r.id in kept] for role in ROLES)
+    split = Split(train, val, test, cfg.data.test_fold, cfg.data.val_fold)
+    return SlicePack(folder, index, split, images, masks, rows)
 
 
 def _record_fields(record: Record) -> dict[str, Any]:
