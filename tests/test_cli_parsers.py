@@ -13,7 +13,7 @@ from tumorscope.cli import build_parser, main
 
 COMMANDS = ["train", "evaluate", "cv", "calibrate", "predict", "export", "card", "serve", "results",
             "compare", "robustness", "embed", "augment", "demo", "info", "lgg", "explore",
-            "check-data", "prepare", "synthesize", "realism"]
+            "check-data", "prepare", "pack", "synthesize", "realism"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
