@@ -62,3 +62,9 @@ def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
     assert expand_env("${TS_X:-/d}/figshare") == "/d/figshare"
     monkeypatch.setenv("TS_X", "/data")
     assert expand_env("${TS_X:-/d}/figshare") == "/data/figshare"
+
+
+def test_a_brats_run_refuses_a_slice_pack() -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    with pytest.raises(ConfigError, match=r"data\.pack: packs hold 2D slices"):
+        load_config(configs / "brats" / "segresnet-3d.yaml", ["data.pack=packs/x"])

@@ -436,6 +436,9 @@ class BratsExperiment(ExperimentConfig):
     def _one_source(self) -> BratsExperiment:
         if self.data.source_weights:
             raise ValueError("data.source_weights: BraTS cases come from one dataset")
+        if self.data.pack:
+            raise ValueError("data.pack: packs hold 2D slices; a BraTS run trains from its "
+                             "HDF5 cache (tumorscope prepare), which travels as prep.cache_dir")
         return self
 
     @property
