@@ -165,6 +165,26 @@ trainer: {{epochs: 2, batch_size: 8, accelerator: cpu, checkpoint_every_n_steps:
         yield out
 
 
+def test_calibrate_within_a_false_alarm_budget(calibrated: Path, tmp_path: Path) -> None:
+    from tumorscope.checkpoint.store import read_card
+    from tumorscope.evaluation.calibrate import YOUDEN_RULE
+
+    default = read_card(calibrated).calibration
+    assert default is not None and default.tumour_rule == YOUDEN_RULE
+    run_model = calibrated.parent / "runs" / "mix" / "model"
+    res = cli("calibrate", "--checkpoint", str(run_model), "--out", str(tmp_path / "fa"),
+              "--false-alarms", "0.05", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cal = read_card(tmp_path / "fa").calibration
+    assert cal is not None and "5.0% false alarms" in str(cal.tumour_rule)
+    assert cal.detection_validation["false_alarm_rate"] <= 0.05
+    assert "5.0% false alarms" in res.stdout
+    bad = cli("calibrate", "--checkpoint", str(run_model), "--out", str(tmp_path / "bad"),
+              "--false-alarms", "5", cwd=tmp_path)
+    assert bad.returncode == 2 and "--false-alarms" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and not (tmp_path / "bad").exists()
+
+
 def test_calibration_is_fitted_on_validation_and_stored(calibrated: Path) -> None:
     from tumorscope.checkpoint.store import read_card
     from tumorscope.evaluation.calibrate import MASK_RESCUES, MASK_THRESHOLDS

@@ -9,6 +9,7 @@ import torch
 
 from tumorscope.uncertainty import (
     auroc,
+    false_alarm_threshold,
     fit_temperature,
     nll,
     operating_point,
@@ -59,6 +60,22 @@ def test_youden_threshold_and_operating_point() -> None:
     assert auroc(scores, positive) == 1.0
     assert np.isnan(auroc(scores, np.ones(8, bool)))
     assert auroc(-scores, positive) == 0.0
+
+
+def test_false_alarm_budget_catches_the_most_within_it() -> None:
+    # 10 tumour-free slices, 10 tumours; overlapping scores
+    free = np.array([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.62, 0.75])
+    tumour = np.array([0.3, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.85, 0.9])
+    scores, positive = np.r_[free, tumour], np.r_[np.zeros(10, bool), np.ones(10, bool)]
+    for budget, caught, alarms in ((0.0, 0.3, 0.0), (0.1, 0.5, 0.1), (0.2, 0.9, 0.2),
+                                   (0.35, 0.9, 0.3), (0.5, 1.0, 0.5)):
+        t = false_alarm_threshold(scores, positive, budget)
+        op = operating_point(scores, positive, t)
+        assert op["false_alarm_rate"] == pytest.approx(alarms) and op["false_alarm_rate"] <= budget
+        assert op["sensitivity"] == pytest.approx(caught)
+    # Youden's point on the same scores is a different trade-off
+    youden = operating_point(scores, positive, youden_threshold(scores, positive))
+    assert youden["false_alarm_rate"] == pytest.approx(0.2)
 
 
 def test_typicality_decreases_with_distance() -> None:

@@ -93,6 +93,17 @@ def youden_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(min(thresholds[best], 1.0))
 
 
+def false_alarm_threshold(scores: np.ndarray, positive: np.ndarray, max_rate: float) -> float:
+    """The lowest score threshold (``score >= t`` is positive) whose false-alarm rate is at
+    most ``max_rate``: the most positives caught within that budget of false alarms."""
+    from sklearn.metrics import roc_curve
+
+    fpr, _, thresholds = roc_curve(np.asarray(positive, dtype=bool), scores,
+                                   drop_intermediate=False)
+    within = np.flatnonzero(fpr <= max_rate)  # fpr rises along the curve; the first is 0
+    return float(min(thresholds[within[-1]], 1.0))
+
+
 def operating_point(scores: np.ndarray, positive: np.ndarray, threshold: float
                     ) -> dict[str, float]:
     """Sensitivity (tumours caught), specificity and false-alarm rate at ``threshold``."""

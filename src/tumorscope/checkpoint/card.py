@@ -72,6 +72,7 @@ class Calibration(_Open):
     nll_after: float | None = None
     no_tumour_class: str | None = None
     tumour_threshold: float | None = None  # tumour when 1 - p(no tumour) >= this
+    tumour_rule: str | None = None  # how the threshold was chosen (None: Youden, older cards)
     detection_validation: dict[str, float] = Field(default_factory=dict)
     ood_threshold: float | None = None  # feature distance above which input is unlike training
     ood_reference: list[float] = Field(default_factory=list)  # quantiles of validation distances

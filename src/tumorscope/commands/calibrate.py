@@ -25,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train", type=int, default=3000,
                    help="training slices used for the feature reference (evenly spread)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--false-alarms", type=float, metavar="RATE",
+                   help="choose the no-tumour threshold that catches the most tumours with at "
+                   "most RATE of tumour-free validation slices called tumours (e.g. 0.05 for "
+                   "a screening operating point); default: maximise sensitivity + specificity")
     p.set_defaults(handler=run)
 
 
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from tumorscope.evaluation.calibrate import calibrate
 
     out, card = calibrate(args.checkpoint, args.out, args.data_root, args.max_train,
-                          args.batch_size)
+                          args.batch_size, args.false_alarms)
     cal = card.calibration
     assert cal is not None
     print(f"temperature {cal.temperature:.3f}: ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f} "
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if cal.tumour_threshold is not None:
         d = cal.detection_validation
         print(f"no-tumour rule: tumour when 1 - p({cal.no_tumour_class}) >= "
-              f"{cal.tumour_threshold:.3f} (validation AUROC {d['auroc']:.3f}, sensitivity "
+              f"{cal.tumour_threshold:.3f}, {cal.tumour_rule} (validation AUROC "
+              f"{d['auroc']:.3f}, sensitivity "
               f"{d['sensitivity']:.3f}, specificity {d['specificity']:.3f})")
     if cal.mask_threshold is not None:
         v = cal.mask_dice_validation

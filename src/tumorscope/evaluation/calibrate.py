@@ -5,7 +5,8 @@ model all four):
 - **temperature scaling** of the class logits (validation NLL), with the expected calibration
   error and reliability bins before and after;
 - the **tumour / no-tumour operating point** (models with a "no tumour" class): tumour when
-  ``1 - p(no tumour) >= t``, ``t`` maximising sensitivity + specificity on validation;
+  ``1 - p(no tumour) >= t``, ``t`` maximising sensitivity + specificity on validation, or
+  catching the most tumours within a false-alarm budget (``--false-alarms``);
 - the **out-of-distribution reference**: class means and a shared (Ledoit-Wolf) covariance of
   the pooled encoder features of training slices, stored as buffers of the network so the
   distance is an output of PyTorch and ONNX alike; the threshold is the 99th percentile of
@@ -38,6 +39,7 @@ from tumorscope.models.joint import JointWithDistance
 from tumorscope.transforms.slice2d import SlicePreprocessing, resize_mask
 from tumorscope.uncertainty import (
     auroc,
+    false_alarm_threshold,
     fit_temperature,
     nll,
     no_tumour_class,
@@ -49,6 +51,7 @@ from tumorscope.uncertainty import (
 )
 
 OOD_PERCENTILE = 99.0
+YOUDEN_RULE = "maximising sensitivity + specificity"
 MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MASK_RESCUES: tuple[float | None, ...] = (None, 0.3, 0.5, 0.7)
 
@@ -139,11 +142,13 @@ def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: 
     cast(torch.Tensor, net.ood.precision).copy_(torch.from_numpy(precision.astype(np.float32)))
 
 
-def fit_class_rule(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str]
+def fit_class_rule(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+                   false_alarms: float | None = None
                    ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Temperature (validation NLL), reliability before and after it and, for a model with a
-    "no tumour" class, the Youden operating point; as :class:`Calibration` fields, with the
-    tumour decision per slice as deployed (None without a "no tumour" class)."""
+    "no tumour" class, the operating point (Youden's, or the most tumours caught with at most
+    ``false_alarms`` of tumour-free slices called tumours); as :class:`Calibration` fields,
+    with the tumour decision per slice as deployed (None without a "no tumour" class)."""
     temperature = fit_temperature(logits, labels)
     before = reliability(softmax(logits), labels)
     after = reliability(softmax(logits, temperature), labels)
@@ -158,8 +163,12 @@ def fit_class_rule(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
     column = list(classes).index(none)
     positive = labels != column
     tumour = 1.0 - softmax(logits, temperature)[:, column]
-    threshold = youden_threshold(tumour, positive)
-    fields |= {"tumour_threshold": threshold,
+    if false_alarms is None:
+        threshold, rule = youden_threshold(tumour, positive), YOUDEN_RULE
+    else:
+        threshold = false_alarm_threshold(tumour, positive, false_alarms)
+        rule = f"the most tumours caught with at most {false_alarms:.1%} false alarms"
+    fields |= {"tumour_threshold": threshold, "tumour_rule": rule,
                "detection_validation": {"auroc": auroc(tumour, positive),
                                         **operating_point(tumour, positive, threshold)}}
     return fields, tumour >= threshold
@@ -191,10 +200,15 @@ def write_calibrated(out: str | Path, state: dict[str, torch.Tensor], card: Mode
 
 
 def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = None,
-              max_train: int = 3000, batch_size: int = 32) -> tuple[Path, ModelCard]:
+              max_train: int = 3000, batch_size: int = 32, false_alarms: float | None = None
+              ) -> tuple[Path, ModelCard]:
     """Calibrate a slice model on its validation fold; writes it (weights + card) to ``out``.
-    A classifier (task classify) gets the temperature and the "no tumour" operating point; a
-    joint model also the out-of-distribution reference and the mask rule."""
+    A classifier (task classify) gets the temperature and the "no tumour" operating point
+    (Youden's, or within a ``false_alarms`` budget); a joint model also the
+    out-of-distribution reference and the mask rule."""
+    if false_alarms is not None and not 0 < false_alarms < 1:
+        raise ConfigError("--false-alarms", f"a rate between 0 and 1 (e.g. 0.05), not "
+                          f"{false_alarms}")
     model, card = load_checkpoint(checkpoint)
     if card.task not in ("joint", "classify"):
         raise CheckpointError(checkpoint, f"calibrate fits slice models (task joint or "
@@ -211,7 +225,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
     if card.task == "classify":
         model.eval()
         logits = classifier_logits(model, pre, split.val, "validation fold", batch_size)
-        fields, _ = fit_class_rule(logits, labels, card.classes)
+        fields, _ = fit_class_rule(logits, labels, card.classes, false_alarms)
         new_card = card.model_copy(update={"calibration": Calibration(fitted_on=fitted_on,
                                                                       **fields)})
         return write_calibrated(out, model.state_dict(), new_card), new_card
@@ -227,7 +241,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
                       outlines=card.model.get("outlines"))
     with torch.inference_mode():
         distances = net.ood(torch.from_numpy(val.features)).numpy()
-    fields, found = fit_class_rule(val.logits, labels, card.classes)
+    fields, found = fit_class_rule(val.logits, labels, card.classes, false_alarms)
     mask_threshold, rescue, mask_dice = calibrate_masks(val, found)
     ood_threshold = float(np.percentile(distances, OOD_PERCENTILE))
     calibration = Calibration(

@@ -129,8 +129,9 @@ def trust_section(card: ModelCard, metrics: EvaluationResult) -> str:
     if cal.tumour_threshold is not None and (d := trust.detection) is not None:
         ci = f" [{d.auroc_ci[0]:.3f}, {d.auroc_ci[1]:.3f}]" if d.auroc_ci else ""
         lines.append(f"- \"No tumour\" when 1 - p({cal.no_tumour_class}) < "
-                     f"{cal.tumour_threshold:.3f} (threshold maximising sensitivity + "
-                     f"specificity on validation). Held-out fold: AUROC {d.auroc:.3f}{ci}, "
+                     f"{cal.tumour_threshold:.3f} (threshold "
+                     f"{cal.tumour_rule or 'maximising sensitivity + specificity'} on "
+                     f"validation). Held-out fold: AUROC {d.auroc:.3f}{ci}, "
                      f"{d.sensitivity:.1%} of {d.tumour_slices} tumour slices caught, "
                      f"{d.false_alarm_rate:.1%} false alarms on {d.tumour_free_slices} "
                      "tumour-free slices.")
