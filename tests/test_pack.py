@@ -97,3 +97,33 @@ def test_a_broken_manifest_is_named(tmp_path: Path, text: str) -> None:
     config = write_config(tmp_path, tmp_path / "data")
     with pytest.raises(ScanReadError, match=r"pack\.json"):
         read_pack(_config(config, f"data.pack={tmp_path / 'pack'}"))
+
+
+def test_damaged_pixels_and_unsafe_uses_are_refused(tmp_path: Path) -> None:
+    from tumorscope.data.pack import MASKS, read_pack, write_pack
+    from tumorscope.data.prepare import prepare_split
+    from tumorscope.errors import ConfigError, ScanReadError
+
+    data = make_figshare_mat_dataset(tmp_path / "data", patients=6, slices=2)
+    config = write_config(tmp_path, data)
+    cfg = _config(config)
+    pack = write_pack(cfg, *prepare_split(cfg), tmp_path / "pack")
+    packed = f"data.pack={pack}"
+    # computed folds depend on the patients split: a subset cannot borrow them
+    with pytest.raises(ConfigError, match="splits its patients differently"):
+        read_pack(_config(config, packed, "data.sources=[figshare-mat]"))
+    # pixels of another shape are named, not used
+    import io
+    import lzma
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((3, 7, 7), np.uint8))
+    (pack / MASKS).write_bytes(lzma.compress(buffer.getvalue()))
+    with pytest.raises(ScanReadError, match=r"masks\.npy\.xz"):
+        read_pack(_config(config, packed))
+    # cross-validation and a second pack in the same place are refused in one line
+    cv = cli("cv", "--config", str(config), "--folds", "3", packed, cwd=tmp_path)
+    assert cv.returncode == 2 and "data.pack" in cv.stderr
+    with pytest.raises(ConfigError, match="already exists"):
+        write_pack(cfg, *prepare_split(cfg), pack)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -333,6 +333,12 @@ class ClassifyExperiment(ExperimentConfig):
 
     @model_validator(mode="after")
     def _stages_fit(self) -> ClassifyExperiment:
+        if self.data.pack and self.pretrain is not None:
+            raise ValueError("data.pack: pix2pix pre-training reads the dataset itself; pack "
+                             "a run without a pretrain section")
+        if self.data.pack and any(s.input_size is not None for s in self.stages):
+            raise ValueError("data.pack: a pack holds one input size; progressive resizing "
+                             "(stages with input_size) reads the dataset itself")
         if not self.stages:
             return self
         last = self.stages[-1].input_size

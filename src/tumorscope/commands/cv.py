@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise TumorscopeError("--config", "give an experiment YAML (see configs/)")
     cfg = load_config(args.config, list(args.overrides))
+    if cfg.data.pack:
+        raise TumorscopeError("data.pack", "a pack holds one split's training and validation "
+                              "slices; cross-validation reads the dataset")
     folds: int = args.folds if args.folds is not None else cfg.data.folds
     out: Path = args.out or Path(cfg.output.root) / f"{cfg.run_name}-cv{folds}"
     result = cross_validate(cfg, folds, out, args.data_root, args.only)

@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(cfg, JointExperiment | ClassifyExperiment):
         raise ConfigError(args.config, f"task {cfg.task!r} trains from volumes; packs hold the "
                           "2D slices of joint and classify experiments")
+    if any(s.input_size is not None for s in getattr(cfg, "stages", [])) or getattr(
+            cfg, "pretrain", None) is not None:
+        raise ConfigError(args.config, "a pack holds one input size of real slices: "
+                          "progressive resizing and pix2pix pre-training read the dataset")
     index, split = prepare_split(cfg, args.data_root)
     check_warm_start(cfg, split)  # where the data is: a machine without it cannot check
     out = write_pack(cfg, index, split, args.out, args.parts)

@@ -136,14 +136,11 @@ def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, 
     return float(stacked.mean()), float(stacked.std())
 
 
-def packed_slices(cfg: JointExperiment | ClassifyExperiment, resizing: bool
-                  ) -> SlicePack | None:
-    """The run's slice pack (``data.pack``), or None to read the dataset."""
+def packed_slices(cfg: JointExperiment | ClassifyExperiment) -> SlicePack | None:
+    """The run's slice pack (``data.pack``; the config refuses it with progressive resizing),
+    or None to read the dataset."""
     if not cfg.data.pack:
         return None
-    if resizing:
-        raise ConfigError("data.pack", "a pack holds one input size; progressive resizing "
-                          "(stages with input_size) reads the dataset itself")
     return read_pack(cfg)
 
 
@@ -156,9 +153,10 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     outlines = getattr(m, "outlines", None)
     # persistent workers would keep the dataset of the first epoch, at its input size
     resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
-    pack = packed_slices(cfg, resizing)
+    pack = packed_slices(cfg)
+    cache = cfg.data.cache and pack is None  # a pack is already in memory
     train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
-                            augment=build_augment(cfg.augment), cache=cfg.data.cache,
+                            augment=build_augment(cfg.augment), cache=cache,
                             outlines=outlines, pack=pack)
     stats = dataset_stats(train_ds) if m.normalization == "global" else None
     train_ds.stats = stats
@@ -170,7 +168,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     if not split.val:
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
-                          cache=cfg.data.cache, outlines=outlines, pack=pack)
+                          cache=cache, outlines=outlines, pack=pack)
     val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False, pad=False),
                           **kw)
     return Loaders(train, val, stats)
