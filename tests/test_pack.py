@@ -127,3 +127,11 @@ def test_damaged_pixels_and_unsafe_uses_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already exists"):
         write_pack(cfg, *prepare_split(cfg), pack)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_pack_refuses_what_a_pack_cannot_serve(tmp_path: Path) -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    done = cli("pack", "--config", str(configs / "brats" / "segresnet-3d.yaml"), "--out",
+               str(tmp_path / "pack"), cwd=tmp_path)
+    assert done.returncode == 2 and "packs hold 2D slices" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and not (tmp_path / "pack").exists()

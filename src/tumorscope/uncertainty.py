@@ -84,6 +84,9 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(roc_auc_score(positive, scores))
 
 
+YOUDEN_RULE = "maximising sensitivity + specificity"  # how a card names this rule
+
+
 def youden_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
     """The score threshold (``score >= t`` is positive) maximising sensitivity + specificity."""
     from sklearn.metrics import roc_curve

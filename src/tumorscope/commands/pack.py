@@ -35,14 +35,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--parts", "must be at least 1")
     if args.out.exists():  # before the dataset is read
         raise ConfigError(args.out, "already exists; choose a new folder for the pack")
-    cfg = load_config(args.config, args.overrides)
-    if not isinstance(cfg, JointExperiment | ClassifyExperiment):
-        raise ConfigError(args.config, f"task {cfg.task!r} trains from volumes; packs hold the "
-                          "2D slices of joint and classify experiments")
-    if any(s.input_size is not None for s in getattr(cfg, "stages", [])) or getattr(
-            cfg, "pretrain", None) is not None:
-        raise ConfigError(args.config, "a pack holds one input size of real slices: "
-                          "progressive resizing and pix2pix pre-training read the dataset")
+    # as the run that trains from it: the config refuses what a pack cannot serve (BraTS
+    # volumes, progressive resizing, pix2pix pre-training)
+    cfg = load_config(args.config, [*args.overrides, f"data.pack={args.out}"])
+    if not isinstance(cfg, JointExperiment | ClassifyExperiment):  # a task added by a plugin
+        raise ConfigError(args.config, f"packs hold the 2D slices of joint and classify "
+                          f"experiments, not {cfg.task!r} ones")
     index, split = prepare_split(cfg, args.data_root)
     check_warm_start(cfg, split)  # where the data is: a machine without it cannot check
     out = write_pack(cfg, index, split, args.out, args.parts)

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from tumorscope.config import ClassifyExperiment, JointExperiment
+from tumorscope.config import ClassifyExperiment, JointExperiment, expand_env
 from tumorscope.data.prepare import keep_sources
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.splits import Split, uses_shipped_folds
@@ -102,7 +102,8 @@ def write_pack(cfg: SliceExperiment, index: DatasetIndex, split: Split, out: Pat
         with atomic_folder(out) as tmp:
             bounds = np.linspace(0, len(packed), max(1, min(parts, len(packed))) + 1).astype(int)
             part_files = []
-            for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            for k, (lo, hi) in track(list(enumerate(itertools.pairwise(bounds))),
+                                     "compressing parts"):
                 name = f"images-{k:03d}.npy.xz"
                 _write_array(tmp / name, images[lo:hi])
                 part_files.append({"file": name, "rows": int(hi - lo)})
@@ -136,8 +137,6 @@ def read_pack(cfg: SliceExperiment) -> SlicePack:
 
 def pack_folder(cfg: SliceExperiment) -> Path:
     """``data.pack`` as a path (``${VAR}`` expanded)."""
-    from tumorscope.config import expand_env
-
     return Path(expand_env(str(cfg.data.pack))).expanduser()
 
 

@@ -136,14 +136,6 @@ def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, 
     return float(stacked.mean()), float(stacked.std())
 
 
-def packed_slices(cfg: JointExperiment | ClassifyExperiment) -> SlicePack | None:
-    """The run's slice pack (``data.pack``; the config refuses it with progressive resizing),
-    or None to read the dataset."""
-    if not cfg.data.pack:
-        return None
-    return read_pack(cfg)
-
-
 def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Loaders:
     """Resumable training and validation loaders over the split's slices; the training set
     is augmented, and its mean/std computed when the model uses global normalisation."""
@@ -153,7 +145,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     outlines = getattr(m, "outlines", None)
     # persistent workers would keep the dataset of the first epoch, at its input size
     resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
-    pack = packed_slices(cfg)
+    pack = read_pack(cfg) if cfg.data.pack else None
     cache = cfg.data.cache and pack is None  # a pack is already in memory
     train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
                             augment=build_augment(cfg.augment), cache=cache,

@@ -38,6 +38,7 @@ from tumorscope.metrics import per_image_dice
 from tumorscope.models.joint import JointWithDistance
 from tumorscope.transforms.slice2d import SlicePreprocessing, resize_mask
 from tumorscope.uncertainty import (
+    YOUDEN_RULE,
     auroc,
     false_alarm_threshold,
     fit_temperature,
@@ -51,7 +52,6 @@ from tumorscope.uncertainty import (
 )
 
 OOD_PERCENTILE = 99.0
-YOUDEN_RULE = "maximising sensitivity + specificity"
 MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MASK_RESCUES: tuple[float | None, ...] = (None, 0.3, 0.5, 0.7)
 

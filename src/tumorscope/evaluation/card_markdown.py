@@ -7,6 +7,7 @@ from typing import Any
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.evaluation.result import ClassificationResult, EvaluationResult
 from tumorscope.transforms.slice2d import SlicePreprocessing
+from tumorscope.uncertainty import YOUDEN_RULE
 
 DATASETS = {
     "figshare": ("Joint tumour-type classifier and tumour segmenter for 2D T1-weighted "
@@ -130,7 +131,7 @@ def trust_section(card: ModelCard, metrics: EvaluationResult) -> str:
         ci = f" [{d.auroc_ci[0]:.3f}, {d.auroc_ci[1]:.3f}]" if d.auroc_ci else ""
         lines.append(f"- \"No tumour\" when 1 - p({cal.no_tumour_class}) < "
                      f"{cal.tumour_threshold:.3f} (threshold "
-                     f"{cal.tumour_rule or 'maximising sensitivity + specificity'} on "
+                     f"{cal.tumour_rule or YOUDEN_RULE} on "
                      f"validation). Held-out fold: AUROC {d.auroc:.3f}{ci}, "
                      f"{d.sensitivity:.1%} of {d.tumour_slices} tumour slices caught, "
                      f"{d.false_alarm_rate:.1%} false alarms on {d.tumour_free_slices} "
