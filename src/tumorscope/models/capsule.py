@@ -5,18 +5,20 @@ log(|s|^2 + eps)``, ``s`` the class capsules before squashing; since ``|squash(s
 |s|^2 / (1 + |s|^2)``, ``sigmoid(class_logits)`` is the capsule lengths, so the same output
 feeds cross-entropy (softmax) or :func:`margin_loss` (``lengths_from_logits``).
 
-Layout: a strided conv front end (``encoder``, /16), ``PrimaryCaps`` (one more stride-2 conv:
-``primary_caps`` capsule types of ``capsule_dim`` at every position of a /32 grid) and
-``ClassCaps`` (one ``class_dim`` capsule per class, by routing by agreement). The prediction
-weights are shared across the positions of each primary type, so the parameter count does not
-depend on the input size and any size divisible by 32 runs (ONNX included, dynamic axes).
+Layout: a strided conv front end (``encoder``, /16: the network's own convs, or any timm
+model's features cut at stride 16, e.g. ImageNet EfficientNet-Lite0), ``PrimaryCaps`` (one
+more stride-2 conv: ``primary_caps`` capsule types of ``capsule_dim`` at every position of a
+/32 grid) and ``ClassCaps`` (one ``class_dim`` capsule per class, by routing by agreement).
+The prediction weights are shared across the positions of each primary type, so the parameter
+count does not depend on the input size and any size divisible by 32 runs (ONNX included,
+dynamic axes).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,8 @@ SQUASH_EPS = 1e-8
 LOGIT_EPS = 1e-6
 RECONSTRUCTION_WEIGHT = 0.0005
 DEFAULT_CHANNELS = (32, 64, 128, 256)
+CONVS = "convs"  # model.front_end: the network's own conv front end
+FRONT_STRIDE = 16
 
 
 def squash(s: torch.Tensor, dim: int = -1, eps: float = SQUASH_EPS) -> torch.Tensor:
@@ -126,6 +130,45 @@ def front_end(in_channels: int, channels: Sequence[int], norm: str = "batch") ->
     return nn.Sequential(*layers)
 
 
+class TimmFrontEnd(nn.Module):
+    """A timm model's features cut at output stride 16, held as ``self.model`` so weight
+    files, hub weights and the EfficientNet-Lite0 package load by timm's own names."""
+
+    def __init__(self, name: str, in_channels: int) -> None:
+        super().__init__()
+        import timm
+
+        try:
+            probe = timm.create_model(name, pretrained=False, features_only=True,
+                                      in_chans=in_channels)
+        except RuntimeError as err:  # timm: "Unknown model (...)"
+            raise ConfigError("model.front_end", f"{err}; use '{CONVS}' or a timm model "
+                              "name (timm.list_models())") from None
+        reductions = list(cast(Any, probe).feature_info.reduction())
+        if FRONT_STRIDE not in reductions:
+            raise ConfigError("model.front_end", f"{name} has no stride-{FRONT_STRIDE} "
+                              f"features (strides {reductions})")
+        model: Any = timm.create_model(name, pretrained=False, features_only=True,
+                                       in_chans=in_channels,
+                                       out_indices=(reductions.index(FRONT_STRIDE),))
+        blocks = getattr(model, "blocks", None)
+        if isinstance(blocks, nn.Sequential):  # EfficientNet-style features keep every block
+            last = str(model.feature_info.module_name()[0])  # e.g. "blocks.4"
+            model.blocks = blocks[: int(last.split(".")[1]) + 1]
+        self.model = model
+        self.out_channels = int(model.feature_info.channels()[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, self.model(x)[-1])
+
+    def layers(self) -> list[nn.Module]:
+        """Depth-ordered layers (sequential containers opened one level)."""
+        out: list[nn.Module] = []
+        for child in self.model.children():
+            out.extend(child.children() if isinstance(child, nn.Sequential) else [child])
+        return out
+
+
 class PrimaryCaps(nn.Module):
     """A conv giving ``types`` capsules of ``dim`` per position, squashed: [B, types, H*W, dim]."""
 
@@ -204,21 +247,27 @@ class CapsuleNet(nn.Module):
                  channels: Sequence[int] = DEFAULT_CHANNELS, primary_caps: int = 48,
                  capsule_dim: int = 8, class_dim: int = 16, primary_kernel: int = 5,
                  routing_iterations: int = 3, norm: str = "batch",
-                 reconstruction: bool = False, reconstruction_size: int = 64) -> None:
+                 reconstruction: bool = False, reconstruction_size: int = 64,
+                 front: str = CONVS) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError("classes", f"a classifier needs 2 classes or more, not {num_classes}")
         if routing_iterations < 1:
             raise ConfigError("model.routing_iterations",
                               f"must be at least 1, got {routing_iterations}")
-        stride = 2 ** (len(channels) + 1)
+        stride = 2 * (FRONT_STRIDE if front != CONVS else 2 ** len(channels))
         if not channels or input_size % stride:
             raise ConfigError("model.input_size",
                               f"must be a multiple of {stride}, got {input_size}")
         self.num_classes, self.in_channels, self.input_size = num_classes, in_channels, input_size
         self.stride = stride
-        self.encoder = front_end(in_channels, channels, norm)
-        self.primary = PrimaryCaps(channels[-1], primary_caps, capsule_dim, primary_kernel)
+        self.encoder: nn.Module
+        if front == CONVS:
+            self.encoder, width = front_end(in_channels, channels, norm), channels[-1]
+        else:
+            timm_front = TimmFrontEnd(front, in_channels)
+            self.encoder, width = timm_front, timm_front.out_channels
+        self.primary = PrimaryCaps(width, primary_caps, capsule_dim, primary_kernel)
         self.classcaps = ClassCaps(primary_caps, capsule_dim, num_classes, class_dim,
                                    routing_iterations)
         self.decoder = (CapsuleDecoder(num_classes, class_dim, in_channels, reconstruction_size)
@@ -261,7 +310,9 @@ class CapsuleNet(nn.Module):
         """Front-end layers and primary capsules, by depth, cut into ``n`` groups."""
         from tumorscope.models.classifier import split_evenly
 
-        layers = [list(m.parameters()) for m in self.encoder] + [list(self.primary.parameters())]
+        front = (self.encoder.layers() if isinstance(self.encoder, TimmFrontEnd)
+                 else list(cast(nn.Sequential, self.encoder)))
+        layers = [list(m.parameters()) for m in front] + [list(self.primary.parameters())]
         return split_evenly(layers, n)
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -296,17 +347,20 @@ def _bool(cfg: dict[str, object], key: str, default: bool) -> bool:
 def capsule_from_config(model_cfg: dict[str, object], num_classes: int,
                         load_pretrained: bool = True) -> nn.Module:
     """Build from the ``model`` config section (a plain dict, as stored in model cards); the
-    defaults give 3.64M parameters for 3 classes (+0.27M with the decoder); no pretrained weights:
-    ``encoder_weights`` must be unset or none."""
-    weights = model_cfg.get("encoder_weights")
-    if load_pretrained and weights not in (None, "", "none", "null"):
-        raise ConfigError("model.encoder_weights", "the capsule net has no pretrained weights; "
-                          "set model.encoder_weights=none")
+    defaults give 3.64M parameters for 3 classes (+0.27M with the decoder). Pretrained weights
+    (``encoder_weights``) need a timm ``front_end``; its own convs start from scratch."""
+    from tumorscope.models.classifier import NO_WEIGHTS, load_timm_weights
+
+    weights, front = model_cfg.get("encoder_weights"), str(model_cfg.get("front_end", CONVS))
+    if load_pretrained and weights not in NO_WEIGHTS and front == CONVS:
+        raise ConfigError("model.encoder_weights", "the capsule net's own front end has no "
+                          "pretrained weights; set model.encoder_weights=none, or "
+                          "model.front_end to a timm model name")
     channels = model_cfg.get("channels", DEFAULT_CHANNELS)
     if not isinstance(channels, list | tuple) or not all(
             isinstance(c, int) and c > 0 for c in channels):
         raise ConfigError("model.channels", f"expected a list of widths, got {channels!r}")
-    return CapsuleNet(
+    net = CapsuleNet(
         num_classes=num_classes, in_channels=_int(model_cfg, "in_channels", 1),
         input_size=_int(model_cfg, "input_size", 256), channels=tuple(channels),
         primary_caps=_int(model_cfg, "primary_caps", 48),
@@ -317,4 +371,8 @@ def capsule_from_config(model_cfg: dict[str, object], num_classes: int,
         norm=str(model_cfg.get("norm", "batch")),
         reconstruction=_bool(model_cfg, "reconstruction", False),
         reconstruction_size=_int(model_cfg, "reconstruction_size", 64),
+        front=front,
     )
+    if load_pretrained and weights not in NO_WEIGHTS:
+        load_timm_weights(net.encoder, front, str(weights), net.in_channels)
+    return net

@@ -70,7 +70,9 @@ class TimmClassifier(nn.Module):
         return split_evenly(ordered, n)
 
 
-def _load_weights(model: TimmClassifier, name: str, weights: str, in_channels: int) -> None:
+def load_timm_weights(model: nn.Module, name: str, weights: str, in_channels: int) -> None:
+    """Pretrained weights into a module holding timm model ``name`` as ``model.model`` (a
+    classifier, or a capsule front end cut from it): the package, the hub or a file."""
     if weights == LITE0_PACKAGE:
         if name != "tf_efficientnet_lite0":
             raise ConfigError("model.encoder_weights", f"{LITE0_PACKAGE} fits model.name="
@@ -79,10 +81,10 @@ def _load_weights(model: TimmClassifier, name: str, weights: str, in_channels: i
     elif weights == "imagenet":
         _load_hub(model, name, in_channels)
     else:
-        load_encoder_file(model.model, Path(weights).expanduser(), in_channels)
+        load_encoder_file(cast(nn.Module, model.model), Path(weights).expanduser(), in_channels)
 
 
-def _load_hub(model: TimmClassifier, name: str, in_channels: int) -> None:
+def _load_hub(model: nn.Module, name: str, in_channels: int) -> None:
     """timm's pretrained weights from the hub; offline, fail at once with the options."""
     import timm
 
@@ -97,8 +99,9 @@ def _load_hub(model: TimmClassifier, name: str, in_channels: int) -> None:
                                   "weights.safetensors), model.name=tf_efficientnet_lite0 with "
                                   f"model.encoder_weights={LITE0_PACKAGE}, or none "
                                   "(see docs/classifiers.md)") from None
-    own = model.model.state_dict()
-    model.model.load_state_dict({k: v for k, v in source.state_dict().items()
+    net = cast(nn.Module, model.model)
+    own = net.state_dict()
+    net.load_state_dict({k: v for k, v in source.state_dict().items()
                                  if k in own and v.shape == own[k].shape}, strict=False)
 
 
@@ -115,5 +118,5 @@ def classifier_from_config(model_cfg: dict[str, object], num_classes: int,
                            float(model_cfg.get("dropout", 0.2)))  # type: ignore[arg-type]
     weights = model_cfg.get("encoder_weights")
     if load_pretrained and weights not in NO_WEIGHTS:
-        _load_weights(model, name, str(weights), channels)
+        load_timm_weights(model, name, str(weights), channels)
     return model
