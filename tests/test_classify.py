@@ -458,16 +458,25 @@ def test_capsule_reconstruction_adds_its_term_to_the_margin_loss() -> None:
 
 
 @pytest.mark.slow
-def test_capsule_classifier_trains_and_predicts(tmp_path: Path, mat_dataset: Path) -> None:
+@pytest.mark.parametrize(("front", "card_says"), [
+    ("convs", "its own conv front end"),
+    ("tf_efficientnet_lite0", "front end `tf_efficientnet_lite0` cut at stride 16"),
+])
+def test_capsule_classifier_trains_and_predicts(tmp_path: Path, mat_dataset: Path, front: str,
+                                                card_says: str) -> None:
     from tumorscope.inference.predictor import Predictor
     from tumorscope.training.run import train
 
     cfg = load_config(_write_config(tmp_path, mat_dataset), [
         "stages=[]", "trainer.epochs=1", "model.arch=capsule", "model.reconstruction=true",
-        "optim.layer_groups=2"])
+        "optim.layer_groups=2", f"model.front_end={front}"])
     out = train(cfg)
     card = json.loads((out / "model.json").read_text())
     assert card["model"]["arch"] == "capsule" and card["model"]["reconstruction"] is True
+    assert card["model"]["front_end"] == front
+    from tumorscope.evaluation.classifier_card import _architecture
+
+    assert card_says in _architecture(card["model"], None)  # the model card's line
     pred = Predictor.from_checkpoint(out, backend="torch").predict_file(mat_dataset / "1.mat")
     assert sum(pred.probabilities.values()) == pytest.approx(1, abs=1e-5)
     assert pred.extra["segmentation"] is False

@@ -30,7 +30,10 @@ def _architecture(model: dict[str, Any], parameters: int | None) -> str:
     count = f" ({parameters / 1e6:.2f}M parameters)" if parameters else ""
     if model.get("arch") == "capsule":
         recon = ", reconstruction decoder" if model.get("reconstruction") else ""
-        return (f"capsule network{count}: conv front end, primary capsules, class capsules "
+        front = model.get("front_end", "convs")
+        front = "its own conv front end" if front == "convs" else \
+            f"front end `{front}` cut at stride 16 (from `{model.get('encoder_weights')}`)"
+        return (f"capsule network{count}: {front}, primary capsules, class capsules "
                 f"with {model.get('routing_iterations', 3)} routing iterations, margin "
                 f"loss{recon}")
     return (f"timm `{model.get('name')}`{count}, body initialised from "

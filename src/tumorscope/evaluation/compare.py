@@ -73,7 +73,9 @@ class Evaluation:
             f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
         arch = model.get("arch", "unknown architecture")
         if card.task == "classify":  # a timm model by name, or the capsule network
-            arch = model.get("name", "resnet50") if arch == "timm" else f"{arch} network"
+            front = model.get("front_end", "convs")
+            arch = model.get("name", "resnet50") if arch == "timm" else \
+                f"{arch} network" + ("" if front == "convs" else f" on {front}")
         architecture = f"{arch}{encoder}{init}, {size} px"
         if card.task == "brats":
             spacing = card.preprocessing.get("spacing")
