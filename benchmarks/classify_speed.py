@@ -43,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from doc import update_section
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ["resnet50", "tf_efficientnet_lite0", "capsule"]
+MODELS = ["resnet50", "tf_efficientnet_lite0", "capsule", "capsule-lite0"]
 CONFIGS = {"resnet50": "resnet50-figshare.yaml", "tf_efficientnet_lite0": "lite0-brats-flair.yaml",
-           "capsule": "capsule-figshare.yaml"}  # any other timm name: resnet50's recipe
+           "capsule": "capsule-figshare.yaml",  # any other timm name: resnet50's recipe
+           "capsule-lite0": "capsule-lite0-figshare.yaml"}  # on the Lite0 front end
 
 
 def _config(model: str, size: int, batch: int) -> Any:
@@ -226,7 +227,8 @@ Command: `{command}`
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS,
-                        help="timm model names or 'capsule' (default: %(default)s)")
+                        help="timm model names, 'capsule' or 'capsule-lite0' (default: "
+                        "%(default)s)")
     parser.add_argument("--size", type=int, default=128, help="input size in px")
     parser.add_argument("--batch", type=int, default=16, help="training and inference batch")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
