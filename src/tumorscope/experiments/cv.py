@@ -296,8 +296,9 @@ def cv_markdown(result: CvResult, command: str = "") -> str:
         f"{_fmt(s['mean'], k)} ± {_fmt(s['std'], k)} [{_fmt(_low(s['ci95_low'], k), k)}, "
         f"{_fmt(s['ci95_high'], k)}]" for k, s in ((k, spreads[k]) for k in names)) + " |")
     text = [f"## {result.folds}-fold cross-validation ({len(result.rows)} folds finished)", "",
-            "Each fold held out in turn (the next fold selects the model), every number on "
-            "the held-out fold only.", "", head, *rows, mean]
+            "The recipe trained again with each fold held out in turn (the next fold selects "
+            "the model; folds by patient), every number on the held-out fold only.", "", head,
+            *rows, mean]
     if (slices := result.summary.get("pooled")) and slices.get("accuracy_ci95"):
         low, high = slices["accuracy_ci95"]
         text += ["", f"Pooled over every held-out slice ({slices['slices']} slices, "
