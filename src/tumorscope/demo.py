@@ -77,14 +77,18 @@ def held_out_examples(figshare: Path, fold: int, per_class: int = 1) -> list[Exa
 
 
 def _scored(record: dict[str, Any], example: Example) -> dict[str, Any]:
-    """The record with the true class and the Dice of its mask against the truth."""
+    """The record with the true class and the Dice of its mask against the truth (None for
+    a classifier, which draws no mask)."""
     from tumorscope.io import read_mask
     from tumorscope.metrics import dice_iou
 
-    predicted = read_mask(record["outputs"]["mask"])
-    true = read_mask(example.mask, expected_shape=predicted.shape)
-    return {**record, "true_class": example.true_class, "patient": example.patient,
-            "dice": dice_iou(predicted, true)[0]}
+    scored = {**record, "true_class": example.true_class, "patient": example.patient,
+              "dice": None}
+    if "mask" in record["outputs"]:
+        predicted = read_mask(record["outputs"]["mask"])
+        true = read_mask(example.mask, expected_shape=predicted.shape)
+        scored["dice"] = dice_iou(predicted, true)[0]
+    return scored
 
 
 def run_demo(out: Path, checkpoint: Path | None = None, data: Path | None = None

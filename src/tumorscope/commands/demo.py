@@ -39,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
                           " / ".join(f"{r['volumes_cm3'][k]:.0f}" for k in r["dice"]) + " cm³",
                           " / ".join(f"{v:.3f}" for v in r["dice"].values()))
             continue
+        outlined = r["dice"] is not None  # a classifier draws no outline
         table.add_row(Path(r["file"]).name, r["true_class"], r["class"],
-                      f"{r['probabilities'][r['class']]:.3f}", str(r["tumour_area_pixels"]),
-                      f"{r['dice']:.3f}")
+                      f"{r['probabilities'][r['class']]:.3f}",
+                      str(r["tumour_area_pixels"]) if outlined else "-",
+                      f"{r['dice']:.3f}" if outlined else "-")
     Console().print(table)
     print(f"overlays, masks and JSON in {args.out}/")
     return 0
