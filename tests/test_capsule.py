@@ -133,6 +133,9 @@ def test_timm_front_end_is_cut_at_stride_16_and_keeps_the_count_under_4m() -> No
     assert model.head_parameters() == [model.classcaps.weight]
     with pytest.raises(ConfigError, match="front_end"):
         capsule_from_config({"front_end": "no_such_net"}, 3)
+    with pytest.raises(ConfigError, match="front_end\\), not resnet18"):  # Lite0's weights only
+        capsule_from_config({"front_end": "resnet18", "input_size": 64,
+                             "encoder_weights": "efficientnet-lite0-package"}, 3)
 
 
 def test_timm_front_end_loads_the_lite0_package_weights() -> None:

@@ -75,8 +75,9 @@ def load_timm_weights(model: nn.Module, name: str, weights: str, in_channels: in
     classifier, or a capsule front end cut from it): the package, the hub or a file."""
     if weights == LITE0_PACKAGE:
         if name != "tf_efficientnet_lite0":
-            raise ConfigError("model.encoder_weights", f"{LITE0_PACKAGE} fits model.name="
-                              f"tf_efficientnet_lite0, not {name}")
+            raise ConfigError("model.encoder_weights", f"{LITE0_PACKAGE} fits "
+                              "tf_efficientnet_lite0 (model.name, or a capsule net's "
+                              f"model.front_end), not {name}")
         load_lite0_package(model, in_channels)
     elif weights == "imagenet":
         _load_hub(model, name, in_channels)
