@@ -18,6 +18,7 @@ from tumorscope.models.capsule import (
     margin_loss,
     reconstruction_loss,
     squash,
+    timm_front_end,
 )
 
 TINY = {"input_size": 64, "channels": [8, 16, 32], "primary_caps": 8}  # stride 16, 4x4 grid
@@ -133,6 +134,9 @@ def test_timm_front_end_is_cut_at_stride_16_and_keeps_the_count_under_4m() -> No
     assert model.head_parameters() == [model.classcaps.weight]
     with pytest.raises(ConfigError, match="front_end"):
         capsule_from_config({"front_end": "no_such_net"}, 3)
+    assert timm_front_end({"arch": "capsule", **LITE0_FRONT}) == "tf_efficientnet_lite0"
+    assert timm_front_end({"arch": "capsule"}) is None  # its own convs
+    assert timm_front_end({"arch": "timm", "name": "resnet50"}) is None
     with pytest.raises(ConfigError, match="front_end\\), not resnet18"):  # Lite0's weights only
         capsule_from_config({"front_end": "resnet18", "input_size": 64,
                              "encoder_weights": "efficientnet-lite0-package"}, 3)

@@ -68,3 +68,11 @@ def test_a_brats_run_refuses_a_slice_pack() -> None:
     configs = Path(__file__).resolve().parents[1] / "configs"
     with pytest.raises(ConfigError, match=r"data\.pack: packs hold 2D slices"):
         load_config(configs / "brats" / "segresnet-3d.yaml", ["data.pack=packs/x"])
+
+
+def test_a_capsule_front_end_on_a_timm_classifier_is_refused() -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs" / "classify"
+    with pytest.raises(ConfigError, match=r"front_end='resnet18' replaces a capsule network"):
+        load_config(configs / "resnet50-figshare.yaml", ["model.front_end=resnet18"])
+    cfg = load_config(configs / "capsule-figshare.yaml", ["model.front_end=resnet18"])
+    assert cfg.model.front_end == "resnet18"  # type: ignore[union-attr]

@@ -281,6 +281,13 @@ class ClassifierModelConfig(_Strict):
     routing_iterations: int = Field(3, ge=1)
     reconstruction: bool = False
 
+    @model_validator(mode="after")
+    def _front_end_is_a_capsule_setting(self) -> ClassifierModelConfig:
+        if self.arch != "capsule" and self.front_end != "convs":
+            raise ValueError(f"model.front_end={self.front_end!r} replaces a capsule network's "
+                             f"convs; with arch {self.arch!r} set model.name instead")
+        return self
+
 
 class ClassifyLossConfig(_Strict):
     """Cross-entropy for timm models; margin loss (+ reconstruction) for the capsule net."""

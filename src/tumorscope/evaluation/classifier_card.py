@@ -29,10 +29,12 @@ CLASSIFIER_DATA = {
 def _architecture(model: dict[str, Any], parameters: int | None) -> str:
     count = f" ({parameters / 1e6:.2f}M parameters)" if parameters else ""
     if model.get("arch") == "capsule":
+        from tumorscope.models.capsule import timm_front_end
+
         recon = ", reconstruction decoder" if model.get("reconstruction") else ""
-        front = model.get("front_end", "convs")
-        front = "its own conv front end" if front == "convs" else \
-            f"front end `{front}` cut at stride 16 (from `{model.get('encoder_weights')}`)"
+        timm = timm_front_end(model)
+        front = "its own conv front end" if timm is None else \
+            f"front end `{timm}` cut at stride 16 (from `{model.get('encoder_weights')}`)"
         return (f"capsule network{count}: {front}, primary capsules, class capsules "
                 f"with {model.get('routing_iterations', 3)} routing iterations, margin "
                 f"loss{recon}")

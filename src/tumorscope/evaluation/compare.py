@@ -73,9 +73,11 @@ class Evaluation:
             f" ({weights} weights)" if weights not in (None, "none") else " (from scratch)"
         arch = model.get("arch", "unknown architecture")
         if card.task == "classify":  # a timm model by name, or the capsule network
-            front = model.get("front_end", "convs")
+            from tumorscope.models.capsule import timm_front_end
+
+            front = timm_front_end(model)
             arch = model.get("name", "resnet50") if arch == "timm" else \
-                f"{arch} network" + ("" if front == "convs" else f" on {front}")
+                f"{arch} network" + ("" if front is None else f" on {front}")
         architecture = f"{arch}{encoder}{init}, {size} px"
         if card.task == "brats":
             spacing = card.preprocessing.get("spacing")

@@ -17,7 +17,8 @@ dynamic axes).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import torch
@@ -32,6 +33,13 @@ RECONSTRUCTION_WEIGHT = 0.0005
 DEFAULT_CHANNELS = (32, 64, 128, 256)
 CONVS = "convs"  # model.front_end: the network's own conv front end
 FRONT_STRIDE = 16
+
+
+def timm_front_end(model_cfg: Mapping[str, Any]) -> str | None:
+    """The timm model a capsule network's front end is cut from (a ``model`` config section
+    or card), or None for its own convs (and for any other architecture)."""
+    front = model_cfg.get("front_end", CONVS)
+    return None if model_cfg.get("arch") != "capsule" or front == CONVS else str(front)
 
 
 def squash(s: torch.Tensor, dim: int = -1, eps: float = SQUASH_EPS) -> torch.Tensor:
@@ -152,8 +160,9 @@ class TimmFrontEnd(nn.Module):
                                        in_chans=in_channels,
                                        out_indices=(reductions.index(FRONT_STRIDE),))
         blocks = getattr(model, "blocks", None)
-        if isinstance(blocks, nn.Sequential):  # EfficientNet-style features keep every block
-            last = str(model.feature_info.module_name()[0])  # e.g. "blocks.4"
+        last = str(model.feature_info.module_name()[0])  # e.g. "blocks.4"
+        if isinstance(blocks, nn.Sequential) and re.fullmatch(r"blocks\.\d+", last):
+            # EfficientNet-style features keep every block; the later ones would be unused
             model.blocks = blocks[: int(last.split(".")[1]) + 1]
         self.model = model
         self.out_channels = int(model.feature_info.channels()[0])
