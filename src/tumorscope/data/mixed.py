@@ -12,17 +12,24 @@ Folds are patient-level everywhere and the same ones the single-dataset models u
 BraTS: ``patient_folds`` with 5 folds, seed 42), so no patient held out by one shipped model
 trains another. ``Record.source`` names the dataset, for per-dataset tables and
 leave-one-dataset-out runs (``data.sources``). Missing sub-folders are skipped.
+
+``mri-mix-mirror`` is the same collection plus ``figshare-mirror``: pseudo-healthy copies of
+the figshare slices whose tumour lies on one side of a left-right symmetric head, labelled
+"no tumour" (``transforms/pseudo_healthy.py``), in their patient's fold. Finding them reads
+every figshare slice once (about 30 ms each).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.registry import load_index, register_dataset
 from tumorscope.data.splits import patient_folds
 from tumorscope.errors import ScanReadError
+from tumorscope.progress import track
 
 CLASSES = ["meningioma", "glioma", "pituitary", "no tumour"]
 GLIOMA, NO_TUMOUR = 1, 3
@@ -66,3 +73,28 @@ def load_mix(root: Path) -> DatasetIndex:
     return DatasetIndex("mri-mix", root, list(CLASSES), records,
                         {"split": "figshare shipped folds; LGG and BraTS by patient (5 folds, "
                          "seed 42)", "sources": found})
+
+
+def _mirrored(records: list[Record]) -> list[Record]:
+    """Pseudo-healthy "no tumour" records of the figshare slices that qualify for mirroring."""
+    from tumorscope.data.slices import load_record
+    from tumorscope.transforms.pseudo_healthy import plan_mirror
+
+    out = []
+    for r in track(records, "finding slices to mirror", total=len(records)):
+        if r.source == "figshare" and plan_mirror(*load_record(r)).eligible:
+            out.append(replace(r, id=f"figshare-mirror/{r.id.removeprefix('figshare/')}",
+                               label=NO_TUMOUR, source="figshare-mirror", synthesis="mirror"))
+    return out
+
+
+@register_dataset("mri-mix-mirror")
+def load_mix_mirror(root: Path) -> DatasetIndex:
+    """``mri-mix`` plus pseudo-healthy figshare slices (source ``figshare-mirror``)."""
+    index = load_mix(root)
+    extra = _mirrored(index.records)
+    found = [str(s) for s in cast(list[object], index.info["sources"])]
+    sources = [*found, "figshare-mirror"] if extra else found
+    return DatasetIndex("mri-mix-mirror", root, index.classes, index.records + extra,
+                        {**index.info, "sources": sources,
+                         "pseudo-healthy": f"{len(extra)} mirrored figshare slices"})

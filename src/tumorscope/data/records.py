@@ -13,7 +13,8 @@ class Record:
     ``mask`` is None when the annotation lives in the image file itself (figshare ``.mat``)
     or the slice has none. ``label`` is a 0-based class index. ``fold`` is set when the
     dataset ships its own patient-level split. ``position`` orders a patient's slices into a
-    volume (LGG).
+    volume (LGG). ``synthesis`` names how the pixels are derived from the file (``"mirror"``:
+    a pseudo-healthy slice, see ``transforms/pseudo_healthy.py``); None for the file as it is.
     """
 
     id: str
@@ -25,6 +26,15 @@ class Record:
     position: int | None = None  # slice number within the patient's volume, when known
     channel: int | None = None
     source: str | None = None
+    synthesis: str | None = None
+
+    @property
+    def outline(self) -> str | None:
+        """The dataset whose outline definition this slice's mask follows: its source, or
+        the source it was derived from (``figshare-mirror`` -> ``figshare``)."""
+        if self.synthesis and self.source:
+            return self.source.removesuffix(f"-{self.synthesis}")
+        return self.source
 
 
 @dataclass

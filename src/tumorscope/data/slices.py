@@ -16,9 +16,10 @@ from tumorscope.data.prepare import source_weights
 from tumorscope.data.records import Record
 from tumorscope.data.sampling import EpochOrder, Loaders, ResumableLoader
 from tumorscope.data.splits import Split
-from tumorscope.errors import ConfigError
+from tumorscope.errors import ConfigError, ScanReadError
 from tumorscope.io import read_mask, read_scan
 from tumorscope.progress import track
+from tumorscope.transforms.pseudo_healthy import mirror_healthy
 from tumorscope.transforms.slice2d import (
     SlicePreprocessing,
     load_model_input,
@@ -43,19 +44,25 @@ def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
         mask = scan.mask.astype(bool)
     else:
         mask = np.zeros(scan.spatial_shape, dtype=bool)
+    if record.synthesis == "mirror":
+        try:
+            pixels = mirror_healthy(pixels, mask)
+        except ValueError as err:
+            raise ScanReadError(record.image, str(err)) from None
+        mask = np.zeros_like(mask)
     return pixels, mask
 
 
 def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
-    """Each record's mask output: the position of its dataset (``Record.source``) in
+    """Each record's mask output: the position of its dataset (``Record.outline``) in
     ``outlines``; all 0 without outlines. A record of another dataset is an error."""
     if not outlines:
         return [0] * len(records)
-    missing = sorted({str(r.source) for r in records if r.source not in outlines})
+    missing = sorted({str(r.outline) for r in records if r.outline not in outlines})
     if missing:
         raise ConfigError("model.outlines", f"slices of {missing} have no outline among "
                           f"{outlines} (outlines name the datasets of a mixed collection)")
-    return [outlines.index(str(r.source)) for r in records]
+    return [outlines.index(str(r.outline)) for r in records]
 
 
 class SliceDataset(Dataset):

@@ -38,7 +38,7 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
         loaded = [load_record(r) for r in chunk]
         outputs = inferer.predict_batch([a for a, _ in loaded], batch_size,
                                         sources=[r.image for r in chunk],
-                                        outlines=inferer.outlines_of([r.source for r in chunk]))
+                                        outlines=inferer.outlines_of([r.outline for r in chunk]))
         for r, (array, mask), (p, m, distance, spread) in zip(chunk, loaded, outputs,
                                                               strict=True):
             spreads.append(spread)

@@ -94,7 +94,7 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
     labels, preds, tumour_p, dice, flagged = [], [], [], [], []
     classes = inferer.classes
     outputs = inferer.predict_batch(  # batches of 16, as evaluation runs
-        arrays, outlines=inferer.outlines_of([r.source for r in records]))
+        arrays, outlines=inferer.outlines_of([r.outline for r in records]))
     for record, array, mask, (p, m, distance, _) in zip(records, arrays, masks, outputs,
                                                         strict=True):
         label, found = inferer.decide(p)
