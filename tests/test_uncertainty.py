@@ -161,6 +161,27 @@ def test_mri_artefact_augmentation_is_seeded_and_stays_in_range() -> None:
     assert build_augment(Augment2DConfig(enabled=False)) is None
 
 
+def test_intensity_remap_keeps_background_and_range_and_can_invert_contrast() -> None:
+    from tumorscope.config import Augment2DConfig
+    from tumorscope.transforms.augment import build_augment, intensity_remap
+
+    ramp = np.linspace(0, 1, 101, dtype=np.float32)[None, :, None]
+    curves = [intensity_remap(ramp, np.random.default_rng(s))[0, :, 0] for s in range(40)]
+    assert all(c[0] == 0 and c.min() >= 0 and np.isclose(c.max(), 1) for c in curves)
+    # some curves invert the contrast of the upper range (dark becomes bright), some keep it
+    slopes = [c[-1] - c[50] for c in curves]
+    assert min(slopes) < -0.2 and max(slopes) > 0.2
+    only = build_augment(Augment2DConfig(hflip=0, rotate=0, scale=0, shift=0,
+                                         brightness_contrast=0, intensity_remap=1))
+    assert only is not None
+    image = np.tile(ramp, (1, 1, 1)).reshape(1, 101, 1).repeat(8, 0)
+    only.set_random_seed(3)
+    a = only(image=image, mask=np.zeros(image.shape[:2], np.uint8))["image"]
+    only.set_random_seed(3)
+    b = only(image=image, mask=np.zeros(image.shape[:2], np.uint8))["image"]
+    assert np.array_equal(a, b) and not np.allclose(a, image) and a[0, 0, 0] == 0
+
+
 def test_bootstrap_leaves_out_resamples_where_auroc_is_undefined() -> None:
     from tumorscope.metrics import bootstrap_ci
 

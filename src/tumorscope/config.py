@@ -156,6 +156,9 @@ class Augment2DConfig(_Strict):
     noise: float = Field(0.0, ge=0, le=1)
     downscale: float = Field(0.0, ge=0, le=1)
     jpeg: float = Field(0.0, ge=0, le=1)
+    # domain randomisation: a random, possibly non-monotonic intensity curve (0 stays 0), so
+    # the contrast of one sequence does not identify a class (e.g. T1 vs T2/FLAIR)
+    intensity_remap: float = Field(0.0, ge=0, le=1)
 
 
 class TrainerConfig(_Strict):

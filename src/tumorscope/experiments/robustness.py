@@ -35,6 +35,7 @@ CORRUPTIONS: dict[str, dict[str, float]] = {
     "none": {}, "bias field": {"bias_field": 1}, "ghosting": {"ghosting": 1},
     "motion": {"motion": 1}, "spike": {"spike": 1}, "blur": {"blur": 1}, "noise": {"noise": 1},
     "low resolution": {"downscale": 1}, "JPEG": {"jpeg": 1}, "gamma": {"gamma": 1},
+    "intensity curve": {"intensity_remap": 1},
 }
 PROBES = ("uniform noise", "text page", "texture", "colour photograph", "nearly blank")
 

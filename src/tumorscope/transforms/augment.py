@@ -2,8 +2,9 @@
 geometry, contrast and image degradation, TorchIO for MRI acquisition artefacts (bias field,
 ghosting, motion, spike), each with its own probability.
 
-Order: geometry and contrast -> MRI artefacts -> blur, noise, lower resolution -> JPEG
-re-compression (last, as when a scan is exported to a 2D collection). Seeded per sample.
+Order: geometry and contrast -> random intensity curve -> MRI artefacts -> blur, noise,
+lower resolution -> JPEG re-compression (last, as when a scan is exported to a 2D
+collection). Seeded per sample.
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ def _artefacts(cfg: Augment2DConfig) -> Any:
     return tio.Compose(steps)
 
 
+REMAP_POINTS = 5  # control points of the random intensity curve, 0 and 1 included
+
+
+def intensity_remap(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` in [0, 1] through a random piecewise-linear curve: the curve's values at
+    evenly spaced inputs are uniform in [0, 1] (so it may invert contrast, as T1 vs T2 does),
+    except 0 -> 0, which keeps the background dark; rescaled to a maximum of 1."""
+    xs = np.linspace(0.0, 1.0, REMAP_POINTS)
+    ys = np.concatenate([[0.0], rng.uniform(0.0, 1.0, REMAP_POINTS - 1)])
+    out = np.interp(image, xs, ys).astype(np.float32)
+    peak = float(out.max())
+    return out / peak if peak > 0 else out
+
+
 class SliceAugment:
     """Callable like an albumentations ``Compose`` (``image`` (H, W, C) float in [0, 1],
     ``mask``), with ``set_random_seed`` making one sample's augmentation reproducible."""
@@ -84,6 +99,7 @@ class SliceAugment:
         self.artefacts = _artefacts(cfg)
         degradations = _degradations(cfg)
         self.last = A.Compose(degradations) if degradations else None
+        self.remap = cfg.intensity_remap
         self.seed = 0
 
     def set_random_seed(self, seed: int) -> None:
@@ -96,6 +112,9 @@ class SliceAugment:
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         out = self.first(image=image, mask=mask)
         hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
+        rng = np.random.default_rng([self.seed, 7])
+        if self.remap and rng.random() < self.remap:
+            hwc = intensity_remap(np.clip(hwc, 0.0, 1.0), rng)
         if self.artefacts is not None:
             import torchio as tio
 
@@ -114,6 +133,7 @@ def build_augment(cfg: Augment2DConfig) -> SliceAugment | None:
     if not cfg.enabled:
         return None
     augment = SliceAugment(cfg)
-    if not augment.first.transforms and augment.artefacts is None and augment.last is None:
+    if (not augment.first.transforms and augment.artefacts is None and augment.last is None
+            and not augment.remap):
         return None
     return augment
