@@ -215,6 +215,13 @@ def test_evaluation_reports_trust_per_dataset(calibrated: Path, tmp_path: Path) 
     det = trust["detection"]
     assert det["tumour_slices"] > 0 and det["tumour_free_slices"] > 0
     assert 0 <= det["auroc"] <= 1
+    # each slice's detection score is kept: the AUROC is recomputed from the records
+    from tumorscope.uncertainty import auroc
+
+    rows = metrics["per_image"]
+    scores = np.array([r["tumour_score"] for r in rows])
+    assert np.isclose(auroc(scores, np.array([r["true"] != "no tumour" for r in rows])),
+                      det["auroc"])
     res = cli("card", "--checkpoint", str(calibrated), "--metrics",
               str(tmp_path / "ev" / "metrics.json"), "--out", str(tmp_path / "card.md"),
               cwd=tmp_path)

@@ -105,6 +105,9 @@ class PerImage(_Open):
     dice: Real
     has_tumour: bool
     tumour_pixels: int | None = None
+    # 1 - p(no tumour), the detection score (models with a "no tumour" class): paired
+    # comparisons of two models on the same slices
+    tumour_score: float | None = None
 
 
 class MetricSummary(_Open):
