@@ -80,9 +80,10 @@ def _mirrored(records: list[Record]) -> list[Record]:
     from tumorscope.data.slices import load_record
     from tumorscope.transforms.pseudo_healthy import plan_mirror
 
+    figshare = [r for r in records if r.source == "figshare"]
     out = []
-    for r in track(records, "finding slices to mirror", total=len(records)):
-        if r.source == "figshare" and plan_mirror(*load_record(r)).eligible:
+    for r in track(figshare, "finding figshare slices to mirror", total=len(figshare)):
+        if plan_mirror(*load_record(r)).eligible:
             out.append(replace(r, id=f"figshare-mirror/{r.id.removeprefix('figshare/')}",
                                label=NO_TUMOUR, source="figshare-mirror", synthesis="mirror"))
     return out

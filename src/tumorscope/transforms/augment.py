@@ -112,9 +112,10 @@ class SliceAugment:
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         out = self.first(image=image, mask=mask)
         hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
-        rng = np.random.default_rng([self.seed, 7])
-        if self.remap and rng.random() < self.remap:
-            hwc = intensity_remap(np.clip(hwc, 0.0, 1.0), rng)
+        if self.remap:
+            rng = np.random.default_rng([self.seed, 7])
+            if rng.random() < self.remap:
+                hwc = intensity_remap(np.clip(hwc, 0.0, 1.0), rng)
         if self.artefacts is not None:
             import torchio as tio
 

@@ -81,25 +81,23 @@ def plan_mirror(pixels: np.ndarray, mask: np.ndarray) -> MirrorPlan:
         return MirrorPlan(axis=w / 2, symmetry=0.0, one_sided=False)
     scale = WORK_SIZE / max(h, w)
     small = ndimage.gaussian_filter(ndimage.zoom(gray, scale, order=1), 1.5)
-    region = ndimage.zoom(_region(mask).astype(np.float32), scale, order=0) > 0
+    region = _region(mask)
     head = small > (small.max() * 0.1)
     cols = np.flatnonzero(head.any(axis=0))
     if cols.size < 4:
         return MirrorPlan(axis=w / 2, symmetry=0.0, one_sided=False)
-    lo, hi = cols[0], cols[-1]
-    centre, half = (lo + hi) / 2, (hi - lo) / 4
-    best_axis, best_r = centre, -1.0
-    coarse = np.arange(centre - half, centre + half + 1.0, 2.0)
-    for step, axes in ((2.0, coarse), (0.5, None)):
-        if axes is None:
-            axes = np.arange(best_axis - step * 3, best_axis + step * 3.5, step)
-        for axis in axes:
-            r = _symmetry(small, head & ~region, axis)
-            if r > best_r:
-                best_axis, best_r = float(axis), r
-    axis = (best_axis + 0.5) / scale - 0.5
-    cols_full = np.flatnonzero(_region(mask).any(axis=0))
-    one_sided = bool(cols_full[-1] < axis or cols_full[0] > axis)
+    keep = head & ~(ndimage.zoom(region.astype(np.float32), scale, order=0) > 0)
+
+    def score(axis: float) -> float:
+        return _symmetry(small, keep, float(axis))
+
+    centre, half = (cols[0] + cols[-1]) / 2, (cols[-1] - cols[0]) / 4
+    coarse = max(np.arange(centre - half, centre + half + 1.0, 2.0), key=score)
+    best = float(max(np.arange(coarse - 1.5, coarse + 1.75, 0.5), key=score))
+    axis = (best + 0.5) / scale - 0.5
+    tumour_cols = np.flatnonzero(region.any(axis=0))
+    one_sided = bool(tumour_cols[-1] < axis or tumour_cols[0] > axis)
+    best_r = score(best)
     return MirrorPlan(axis=float(axis), symmetry=max(best_r, 0.0), one_sided=one_sided)
 
 
