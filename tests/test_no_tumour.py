@@ -337,6 +337,21 @@ def test_robustness_command_scores_every_corruption_and_probe(calibrated: Path,
     assert "| JPEG |" in (tmp_path / "rob" / "robustness.md").read_text()
 
 
+def test_robustness_scores_the_named_corruptions_only(calibrated: Path, tmp_path: Path) -> None:
+    res = cli("robustness", "--checkpoint", str(calibrated), "--limit", "4", "--probes", "1",
+              "--corruption", "skull stripped", "--corruption", "none",
+              "--out", str(tmp_path / "rob"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (scores,) = json.loads((tmp_path / "rob" / "robustness.json").read_text())
+    assert set(scores["corruptions"]) == {"none", "skull stripped"}
+    table = (tmp_path / "rob" / "robustness.md").read_text()
+    assert "| skull stripped |" in table and "| JPEG |" not in table
+    bad = cli("robustness", "--checkpoint", str(calibrated), "--corruption", "sunburn",
+              "--out", str(tmp_path / "bad"), cwd=tmp_path)
+    assert bad.returncode == 2 and "sunburn" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
+
+
 def test_corruptions_change_the_image_and_are_seeded() -> None:
     from tumorscope.experiments.robustness import CORRUPTIONS, corrupt
 

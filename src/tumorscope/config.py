@@ -159,6 +159,9 @@ class Augment2DConfig(_Strict):
     # domain randomisation: a random, possibly non-monotonic intensity curve (0 stays 0), so
     # the contrast of one sequence does not identify a class (e.g. T1 vs T2/FLAIR)
     intensity_remap: float = Field(0.0, ge=0, le=1)
+    # skull stripping (a classical 2D brain mask), so that the presence of skull and scalp,
+    # which differs between collections, does not identify a class
+    skull_strip: float = Field(0.0, ge=0, le=1)
 
 
 class TrainerConfig(_Strict):

@@ -19,6 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a model folder (repeat to compare; the first one's test fold is used)")
     p.add_argument("--limit", type=int, default=300, help="held-out slices (evenly spread)")
     p.add_argument("--probes", type=int, default=20, help="generated images per probe kind")
+    p.add_argument("--sources", nargs="+", metavar="DATASET",
+                   help="datasets of a mixed collection to score (default: the model's own)")
+    p.add_argument("--corruption", action="append", metavar="NAME",
+                   help="score only this corruption (repeat; default: all of them)")
     p.add_argument("--data-root", help="dataset folder (default: the one in the model card)")
     p.add_argument("--out", type=Path, required=True, help="folder for robustness.json/.md")
     p.set_defaults(handler=run)
@@ -26,10 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run, write JSON and Markdown, print the Markdown."""
-    from tumorscope.experiments.robustness import render_markdown, run_robustness
+    from tumorscope.errors import ConfigError
+    from tumorscope.experiments.robustness import CORRUPTIONS, render_markdown, run_robustness
     from tumorscope.io.writers import write_json
 
-    results = run_robustness(args.checkpoint, args.limit, args.probes, args.data_root)
+    unknown = sorted(set(args.corruption or []) - set(CORRUPTIONS))
+    if unknown:
+        raise ConfigError("--corruption", f"unknown corruption {unknown[0]!r} (known: "
+                          f"{', '.join(CORRUPTIONS)})")
+    results = run_robustness(args.checkpoint, args.limit, args.probes, args.data_root,
+                             sources=args.sources, corruptions=args.corruption)
     command = "tumorscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "robustness.json", [asdict(r) for r in results])

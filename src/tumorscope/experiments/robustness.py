@@ -35,19 +35,22 @@ CORRUPTIONS: dict[str, dict[str, float]] = {
     "none": {}, "bias field": {"bias_field": 1}, "ghosting": {"ghosting": 1},
     "motion": {"motion": 1}, "spike": {"spike": 1}, "blur": {"blur": 1}, "noise": {"noise": 1},
     "low resolution": {"downscale": 1}, "JPEG": {"jpeg": 1}, "gamma": {"gamma": 1},
-    "intensity curve": {"intensity_remap": 1},
+    "intensity curve": {"intensity_remap": 1}, "skull stripped": {"skull_strip": 1},
 }
 PROBES = ("uniform noise", "text page", "texture", "colour photograph", "nearly blank")
 
 
-def corrupt(pixels: np.ndarray, name: str, seed: int) -> np.ndarray:
-    """``(C, H, W)`` raw pixels degraded by corruption ``name`` (in [0, 1])."""
+def corrupt(pixels: np.ndarray, name: str, seed: int,
+            mask: np.ndarray | None = None) -> np.ndarray:
+    """``(C, H, W)`` raw pixels degraded by corruption ``name`` (in [0, 1]); ``mask`` (the
+    tumour, when known) keeps skull stripping from cutting a tumour away."""
     image = np.moveaxis(scale_intensity(pixels), 0, -1)
     if not CORRUPTIONS[name]:
         return np.moveaxis(image, -1, 0)
     augment = SliceAugment(Augment2DConfig.model_validate({**NEUTRAL, **CORRUPTIONS[name]}))
     augment.set_random_seed(seed)
-    out = augment(image=np.ascontiguousarray(image), mask=np.zeros(image.shape[:2], np.uint8))
+    tumour = np.zeros(image.shape[:2], np.uint8) if mask is None else mask.astype(np.uint8)
+    out = augment(image=np.ascontiguousarray(image), mask=tumour)
     hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
     return np.moveaxis(hwc, -1, 0)
 
@@ -117,17 +120,22 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
 
 
 def run_robustness(checkpoints: list[Path], limit: int = 300, probes_per_kind: int = 20,
-                   data_root: str | None = None, seed: int = 0) -> list[ModelScores]:
-    """Score every model on the first model's held-out fold under each corruption, and on
-    the probe images."""
+                   data_root: str | None = None, seed: int = 0,
+                   sources: list[str] | None = None,
+                   corruptions: list[str] | None = None) -> list[ModelScores]:
+    """Score every model on the first model's held-out fold (of ``sources`` of a mixed
+    collection when given, e.g. one a leave-one-dataset-out model never saw) under each
+    corruption (or those named), and on the probe images."""
     predictors = [Predictor.from_checkpoint(c, backend="torch") for c in checkpoints]
     cfg = predictors[0].card.experiment(f"{checkpoints[0]} (model card)")
+    if sources is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": sources})})
     _, split = prepare_split(cfg, data_root)
     records = spread(split.test, limit)
     loaded = [load_record(r) for r in records]
     results = [ModelScores(p.model_id) for p in predictors]
-    for name in track(list(CORRUPTIONS), "corruptions"):
-        arrays = [corrupt(a, name, seed + i) for i, (a, _) in enumerate(loaded)]
+    for name in track(corruptions or list(CORRUPTIONS), "corruptions"):
+        arrays = [corrupt(a, name, seed + i, m) for i, (a, m) in enumerate(loaded)]
         for predictor, scores in zip(predictors, results, strict=True):
             inferer = predictor.inferer
             assert isinstance(inferer, JointInferer)
@@ -156,7 +164,7 @@ def render_markdown(results: list[ModelScores], limit: int, command: str) -> str
     lines = ["| corruption | " + " | ".join(f"`{r.model_id}` acc / Dice / AUROC / flagged"
                                              for r in results) + " |",
              "| --- |" + " --- |" * len(results)]
-    for name in CORRUPTIONS:
+    for name in [c for c in CORRUPTIONS if c in results[0].corruptions]:
         cells = []
         for r in results:
             c = r.corruptions[name]

@@ -2,8 +2,8 @@
 geometry, contrast and image degradation, TorchIO for MRI acquisition artefacts (bias field,
 ghosting, motion, spike), each with its own probability.
 
-Order: geometry and contrast -> random intensity curve -> MRI artefacts -> blur, noise,
-lower resolution -> JPEG re-compression (last, as when a scan is exported to a 2D
+Order: skull stripping -> geometry and contrast -> random intensity curve -> MRI artefacts
+-> blur, noise, lower resolution -> JPEG re-compression (last, as when a scan is exported to a 2D
 collection). Seeded per sample.
 """
 
@@ -16,10 +16,12 @@ import numpy as np
 import torch
 
 from tumorscope.config import Augment2DConfig
+from tumorscope.transforms.brain_mask import brain_mask
 from tumorscope.transforms.slice2d import scale_intensity
 
 ARTEFACTS = ("bias_field", "ghosting", "motion", "spike")
 DEGRADATIONS = ("blur", "noise", "downscale", "jpeg")
+KEEP_TUMOUR = 0.8  # skull stripping is skipped on a slice where it would cut more tumour
 
 
 def _geometry_and_contrast(cfg: Augment2DConfig) -> list[A.BasicTransform]:
@@ -90,6 +92,17 @@ def intensity_remap(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out / peak if peak > 0 else out
 
 
+def skull_strip(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (H, W, C) in [0, 1] and its tumour ``mask`` with everything outside the brain
+    mask set to 0; unchanged when the brain mask would keep less than ``KEEP_TUMOUR`` of the
+    tumour (the slice's label would no longer hold)."""
+    keep = brain_mask(image[..., 0])
+    tumour = mask > 0
+    if tumour.any() and (tumour & keep).sum() < KEEP_TUMOUR * tumour.sum():
+        return image, mask
+    return image * keep[..., None].astype(image.dtype), np.where(keep, mask, 0).astype(mask.dtype)
+
+
 class SliceAugment:
     """Callable like an albumentations ``Compose`` (``image`` (H, W, C) float in [0, 1],
     ``mask``), with ``set_random_seed`` making one sample's augmentation reproducible."""
@@ -100,6 +113,7 @@ class SliceAugment:
         degradations = _degradations(cfg)
         self.last = A.Compose(degradations) if degradations else None
         self.remap = cfg.intensity_remap
+        self.strip = cfg.skull_strip
         self.seed = 0
 
     def set_random_seed(self, seed: int) -> None:
@@ -110,6 +124,8 @@ class SliceAugment:
             self.last.set_random_seed(self.seed + 1)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        if self.strip and np.random.default_rng([self.seed, 11]).random() < self.strip:
+            image, mask = skull_strip(image if image.ndim == 3 else image[..., None], mask)
         out = self.first(image=image, mask=mask)
         hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
         if self.remap:
@@ -135,6 +151,6 @@ def build_augment(cfg: Augment2DConfig) -> SliceAugment | None:
         return None
     augment = SliceAugment(cfg)
     if (not augment.first.transforms and augment.artefacts is None and augment.last is None
-            and not augment.remap):
+            and not augment.remap and not augment.strip):
         return None
     return augment
