@@ -70,9 +70,13 @@ def test_a_brats_run_refuses_a_slice_pack() -> None:
         load_config(configs / "brats" / "segresnet-3d.yaml", ["data.pack=packs/x"])
 
 
-def test_a_capsule_front_end_on_a_timm_classifier_is_refused() -> None:
+def test_capsule_settings_on_a_timm_classifier_are_refused() -> None:
     configs = Path(__file__).resolve().parents[1] / "configs" / "classify"
     with pytest.raises(ConfigError, match=r"front_end='resnet18' replaces a capsule network"):
         load_config(configs / "resnet50-figshare.yaml", ["model.front_end=resnet18"])
     cfg = load_config(configs / "capsule-figshare.yaml", ["model.front_end=resnet18"])
     assert cfg.model.front_end == "resnet18"  # type: ignore[union-attr]
+    for setting in ("model.routing_iterations=5", "model.reconstruction=true"):
+        with pytest.raises(ConfigError, match=r"capsule network settings; arch 'timm'"):
+            load_config(configs / "resnet50-figshare.yaml", [setting])
+        load_config(configs / "capsule-figshare.yaml", [setting])

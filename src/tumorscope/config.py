@@ -288,10 +288,15 @@ class ClassifierModelConfig(_Strict):
     reconstruction: bool = False
 
     @model_validator(mode="after")
-    def _front_end_is_a_capsule_setting(self) -> ClassifierModelConfig:
-        if self.arch != "capsule" and self.front_end != "convs":
+    def _capsule_settings_need_a_capsule(self) -> ClassifierModelConfig:
+        if self.arch == "capsule":
+            return self
+        if self.front_end != "convs":
             raise ValueError(f"model.front_end={self.front_end!r} replaces a capsule network's "
                              f"convs; with arch {self.arch!r} set model.name instead")
+        if self.routing_iterations != 3 or self.reconstruction:
+            raise ValueError("model.routing_iterations and model.reconstruction are capsule "
+                             f"network settings; arch {self.arch!r} would ignore them")
         return self
 
 
