@@ -66,7 +66,6 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
                                                groups=patients[tumour])
                                   if tumour.any() else (float("nan"), float("nan")))
     source = job.index.info.get("split")
-    none = inferer.no_tumour
     metrics = {
         "checkpoint": str(job.checkpoint), "model_id": job.predictor.model_id, "fold": fold,
         "fold_role": job.role, "dataset": job.cfg.data.dataset,
@@ -82,7 +81,7 @@ def evaluate_joint(job: EvaluationJob) -> EvaluationResult:
         "per_image": [{"id": r.id, "patient": r.patient, "image": str(r.image),
                        "true": classes[t], "predicted": classes[p], "dice": float(d),
                        "has_tumour": bool(h), "tumour_pixels": int(m.sum()),
-                       "tumour_score": None if none is None else float(1 - q[none])}
+                       "tumour_score": inferer.tumour_probability(q)}
                       for r, t, p, d, h, m, q in zip(records, labels, preds, dice, tumour,
                                                      true_masks, probs, strict=True)],
     }

@@ -27,6 +27,7 @@ from torch import nn
 from tumorscope.data.records import Record
 from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.io.writers import atomic_path, write_atomic, write_json
+from tumorscope.transforms.brain_mask import head_mask
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +41,6 @@ LOSS_NAMES = ("d", "g_adv", "l1")
 
 
 # --- conditioning ------------------------------------------------------------------------
-
-def head_mask(image01: np.ndarray) -> np.ndarray:
-    """The head silhouette: smoothed Otsu threshold, closed, holes filled, largest blob."""
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-    from skimage.morphology import disk
-
-    if float(np.ptp(image01)) < 1e-6:
-        return np.zeros(image01.shape, dtype=bool)
-    sigma = max(1.0, image01.shape[0] / 128)
-    smooth = ndimage.gaussian_filter(image01.astype(np.float32), sigma=sigma)
-    head = smooth > threshold_otsu(smooth)
-    head = ndimage.binary_closing(head, structure=disk(max(1, image01.shape[0] // 64)))
-    head = ndimage.binary_fill_holes(head)
-    blobs, count = ndimage.label(head)
-    if count > 1:
-        sizes = np.bincount(blobs.ravel())[1:]
-        head = blobs == 1 + int(np.argmax(sizes))
-    return np.asarray(head, dtype=bool)
-
 
 def anatomy_map(image01: np.ndarray) -> np.ndarray:
     """Coarse ``(H, W)`` float32 map: 0 outside the head, 0.5 inside, 1 on its outline (the

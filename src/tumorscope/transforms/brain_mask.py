@@ -14,7 +14,6 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
-FOREGROUND = 0.02  # intensities above this (of [0, 1]) take part in the head threshold
 ERODE = 0.035  # erosion radius, as a fraction of the head's equivalent radius
 MIN_HEAD = 50  # pixels; a smaller head is returned as it is
 
@@ -29,11 +28,14 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 
 def head_mask(image: np.ndarray) -> np.ndarray:
-    """The head: pixels above half the Otsu threshold of the non-dark ones, largest piece,
-    holes filled. ``image`` is ``(H, W)`` in [0, 1]."""
-    bright = image > FOREGROUND
-    level = threshold_otsu(image[bright]) if bright.sum() > 100 else 0.1
-    return np.asarray(ndi.binary_fill_holes(_largest(image > 0.5 * level)))
+    """The head silhouette of an ``(H, W)`` slice in [0, 1]: smoothed Otsu threshold, closed,
+    holes filled, largest piece (nothing for a constant image)."""
+    if float(np.ptp(image)) < 1e-6:
+        return np.zeros(image.shape, dtype=bool)
+    smooth = ndi.gaussian_filter(image.astype(np.float32), sigma=max(1.0, image.shape[0] / 128))
+    head = ndi.binary_closing(smooth > threshold_otsu(smooth),
+                              structure=disk(max(1, image.shape[0] // 64)))
+    return np.asarray(_largest(ndi.binary_fill_holes(head)), dtype=bool)
 
 
 def brain_mask(image: np.ndarray) -> np.ndarray:
