@@ -352,6 +352,17 @@ def test_robustness_scores_the_named_corruptions_only(calibrated: Path, tmp_path
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
 
 
+def test_an_unknown_dataset_on_the_command_line_is_blamed_on_the_flag(calibrated: Path,
+                                                                      tmp_path: Path) -> None:
+    for command in ("robustness", "evaluate"):
+        bad = cli(command, "--checkpoint", str(calibrated), "--sources", "lggg",
+                  "--out", str(tmp_path / command), cwd=tmp_path)
+        assert bad.returncode == 2, (command, bad.stderr[-2000:])
+        (line,) = bad.stderr.strip().splitlines()
+        assert f"tumorscope {command}: error: --sources: ['lggg'] not in this dataset" in line
+        assert not (tmp_path / command).exists()
+
+
 def test_corruptions_change_the_image_and_are_seeded() -> None:
     from tumorscope.experiments.robustness import CORRUPTIONS, corrupt
 

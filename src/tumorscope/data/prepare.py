@@ -20,10 +20,11 @@ from tumorscope.errors import ConfigError
 T = TypeVar("T")
 
 
-def prepare_split(cfg: ExperimentConfig, data_root: str | None = None, use_pack: bool = False
-                  ) -> tuple[DatasetIndex, Split]:
+def prepare_split(cfg: ExperimentConfig, data_root: str | None = None, use_pack: bool = False,
+                  sources_setting: str = "data.sources") -> tuple[DatasetIndex, Split]:
     """Index the dataset and split it by patient as the config says; with ``use_pack``
-    (training), the index and split of ``data.pack`` when the config names one."""
+    (training), the index and split of ``data.pack`` when the config names one.
+    ``sources_setting`` is what an unknown dataset name is blamed on (e.g. ``--sources``)."""
     if use_pack and cfg.data.pack and isinstance(cfg, JointExperiment | ClassifyExperiment):
         from tumorscope.data.pack import read_pack
 
@@ -34,7 +35,7 @@ def prepare_split(cfg: ExperimentConfig, data_root: str | None = None, use_pack:
     if not root.exists():
         raise ConfigError("data.root", f"dataset folder {root} not found (set data.root or "
                           "TUMORSCOPE_DATA)")
-    index = keep_sources(indexer(root), cfg.data.sources)
+    index = keep_sources(indexer(root), cfg.data.sources, sources_setting)
     if any(r.fold is not None for r in index.records) and not uses_shipped_folds(
             index, cfg.data.folds, cfg.data.fold_source):
         index.info["split"] = (f"computed: {cfg.data.folds} folds by patient (stratified, seed "
@@ -50,14 +51,16 @@ def prepare_split(cfg: ExperimentConfig, data_root: str | None = None, use_pack:
     return index, split
 
 
-def keep_sources(index: DatasetIndex, sources: list[str] | None) -> DatasetIndex:
-    """The index with only the records of ``sources`` (all when None)."""
+def keep_sources(index: DatasetIndex, sources: list[str] | None,
+                 setting: str = "data.sources") -> DatasetIndex:
+    """The index with only the records of ``sources`` (all when None); an unknown name is a
+    config error of ``setting``."""
     if sources is None:
         return index
     known = sorted({r.source or index.name for r in index.records})
     unknown = sorted(set(sources) - set(known))
     if unknown:
-        raise ConfigError("data.sources", f"{unknown} not in this dataset; it has {known}")
+        raise ConfigError(setting, f"{unknown} not in this dataset; it has {known}")
     records = [r for r in index.records if (r.source or index.name) in sources]
     return DatasetIndex(index.name, index.root, index.classes, records,
                         {**index.info, "sources": list(sources)})

@@ -66,7 +66,8 @@ def evaluate(checkpoint: str | Path, fold: int, out_dir: str | Path,
         raise ConfigError("--fold", f"fold {fold} was used to train this model; its metrics "
                           "would be inflated (pass --allow-train-fold to compute them anyway)")
     index = keep_sources(load_index(cfg.data.dataset, resolve_data_root(cfg, data_root)),
-                         sources if sources is not None else cfg.data.sources)
+                         sources if sources is not None else cfg.data.sources,
+                         "--sources" if sources is not None else "data.sources")
     split = make_split(index, cfg.data.folds, fold, None, cfg.seed, cfg.data.fold_source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,8 @@ def run_robustness(checkpoints: list[Path], limit: int = 300, probes_per_kind: i
     cfg = predictors[0].card.experiment(f"{checkpoints[0]} (model card)")
     if sources is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": sources})})
-    _, split = prepare_split(cfg, data_root)
+    _, split = prepare_split(cfg, data_root,
+                             sources_setting="--sources" if sources is not None else "data.sources")
     records = spread(split.test, limit)
     loaded = [load_record(r) for r in records]
     results = [ModelScores(p.model_id) for p in predictors]
