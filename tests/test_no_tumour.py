@@ -198,6 +198,14 @@ def test_calibration_is_fitted_on_validation_and_stored(calibrated: Path) -> Non
     assert cal.tumour_threshold is not None and 0 <= cal.tumour_threshold <= 1
     assert cal.ood_reference == sorted(cal.ood_reference) and len(cal.ood_reference) == 101
     assert cal.ood_threshold is not None and cal.ood_threshold <= cal.ood_reference[-1]
+    # the distance: the last two encoder stages, each standardised on validation
+    from tumorscope.checkpoint.store import load_checkpoint
+    from tumorscope.evaluation.calibrate import OOD_STAGES
+
+    assert card.model["ood_stages"] == list(OOD_STAGES) == [-2, -1]
+    net, _ = load_checkpoint(calibrated)
+    assert len(net.ood.stages) == 2 and bool((net.ood.scale > 0).all())
+    assert abs(float(np.median(cal.ood_reference))) < 1.5  # a sum of two standardised scores
     # the mask rule, chosen on the validation slices with a tumour
     assert cal.mask_threshold in MASK_THRESHOLDS and cal.mask_rescue in MASK_RESCUES
     assert cal.mask_dice_validation["slices"] > 0

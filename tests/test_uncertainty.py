@@ -102,7 +102,8 @@ def test_distance_wrapper_keeps_the_joint_outputs_and_weight_names() -> None:
     torch.manual_seed(0)
     net = build_joint("unet", "resnet18", 4).eval()
     wrapped = JointWithDistance(net, 4).eval()
-    assert set(net.state_dict()) == set(wrapped.state_dict()) - {"ood.means", "ood.precision"}
+    assert set(net.state_dict()) == set(wrapped.state_dict()) - {
+        "ood.stages.0.means", "ood.stages.0.precision", "ood.centre", "ood.scale"}
     x = torch.randn(2, 1, 64, 64)
     with torch.inference_mode():
         masks, labels = net(x)
@@ -110,6 +111,51 @@ def test_distance_wrapper_keeps_the_joint_outputs_and_weight_names() -> None:
     assert torch.equal(masks, masks2) and torch.equal(labels, labels2)
     assert distance.shape == (2,)
 
+
+
+def test_stage_distance_sums_the_standardised_distances_of_each_stage() -> None:
+    from tumorscope.models.joint import StageDistance
+
+    dist = StageDistance(1, [2, 3])
+    dist.stages[1].means.copy_(torch.ones(1, 3))
+    dist.centre.copy_(torch.tensor([1.0, 2.0]))
+    dist.scale.copy_(torch.tensor([2.0, 4.0]))
+    features = [torch.tensor([[3.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 1, 1], [3.0, 1, 1]])]
+    assert dist.per_stage(features).tolist() == [[9.0, 0.0], [0.0, 4.0]]
+    # (9 - 1) / 2 + (0 - 2) / 4 and (0 - 1) / 2 + (4 - 2) / 4
+    assert dist(features).tolist() == pytest.approx([3.5, 0.0])
+
+
+def test_a_reference_calibrated_before_stages_loads_as_the_deepest_stage() -> None:
+    from tumorscope.models.joint import JointWithDistance, build_joint
+
+    torch.manual_seed(0)
+    net = build_joint("unet", "resnet18", 4).eval()
+    old = {k: v for k, v in net.state_dict().items()}
+    old["ood.means"] = torch.randn(4, 512)
+    old["ood.precision"] = torch.eye(512) * 2
+    wrapped = JointWithDistance(net, 4).eval()
+    wrapped.load_state_dict(old)  # strict: every key is accounted for
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        _, _, distance = wrapped(x)
+        pooled = wrapped.pooled(x)[2]
+    diff = pooled[:, None, :] - old["ood.means"][None]
+    expected = (2 * diff.pow(2).sum(-1)).min(dim=1).values
+    assert torch.allclose(distance, expected, rtol=1e-4)
+
+
+def test_distance_stages_are_named_by_the_card() -> None:
+    from tumorscope.models.joint import JointWithDistance, joint_from_config
+
+    cfg = {"arch": "unet", "encoder": "resnet18", "in_channels": 1, "encoder_weights": None,
+           "ood_features": True, "ood_stages": [-2, -1]}
+    net = joint_from_config(cfg, 4)
+    assert isinstance(net, JointWithDistance) and net.ood_stages == (-2, -1)
+    assert [s.means.shape[1] for s in net.ood.stages] == [256, 512]
+    with torch.inference_mode():
+        _, _, distance = net.eval()(torch.randn(2, 1, 64, 64))
+    assert distance.shape == (2,)
 
 def _mri_like(size: int = 128, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)

@@ -7,10 +7,12 @@ model all four):
 - the **tumour / no-tumour operating point** (models with a "no tumour" class): tumour when
   ``1 - p(no tumour) >= t``, ``t`` maximising sensitivity + specificity on validation, or
   catching the most tumours within a false-alarm budget (``--false-alarms``);
-- the **out-of-distribution reference**: class means and a shared (Ledoit-Wolf) covariance of
-  the pooled encoder features of training slices, stored as buffers of the network so the
-  distance is an output of PyTorch and ONNX alike; the threshold is the 99th percentile of
-  validation distances (1% of validation slices flagged);
+- the **out-of-distribution reference**: for each of the encoder's two deepest stages
+  (``OOD_STAGES``), class means and a shared (Ledoit-Wolf) covariance of the pooled features
+  of training slices, and the mean and spread of the validation slices' distances; the
+  score is the sum of the standardised distances. All are buffers of the network, so the
+  score is an output of PyTorch and ONNX alike; the threshold is the 99th percentile of
+  validation scores (1% of validation slices flagged);
 - the **mask rule**: the mask probability threshold and the rescue for a found tumour whose
   mask is empty (``inference.joint.tumour_mask``), chosen to maximise mean Dice over the
   validation slices with a tumour, at the network's input size (a model with one mask per
@@ -52,17 +54,19 @@ from tumorscope.uncertainty import (
 )
 
 OOD_PERCENTILE = 99.0
+OOD_STAGES = (-2, -1)  # the last two encoder stages (docs/trust.md: "Which features")
 MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MASK_RESCUES: tuple[float | None, ...] = (None, 0.3, 0.5, 0.7)
 
 
 class NetworkOutputs(NamedTuple):
-    """Class logits ``(N, K)``, pooled encoder features ``(N, D)`` and, for the slices
+    """Class logits ``(N, K)``, pooled features ``(N, D_s)`` of each distance stage and, for
+    the slices
     picked by ``keep_masks`` whose reference mask is not empty at the input size, their
     index, mask probabilities ``(S, S)`` (float16) and reference mask ``(S, S)``."""
 
     logits: np.ndarray
-    features: np.ndarray
+    features: list[np.ndarray]
     masks: list[tuple[int, np.ndarray, np.ndarray]]
 
 
@@ -78,9 +82,9 @@ def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[R
                                           slice_batches(pre, records, what, batch_size),
                                           strict=True):
         with torch.inference_mode():
-            mask_logits, lg, feats = net.pooled(batch)
+            mask_logits, lg, feats = net.with_stages(batch)
         logits.append(lg.float().numpy())
-        pooled.append(feats.float().numpy())
+        pooled.append([f.float().numpy() for f in feats])
         if not any(keep[start:start + batch_size]):
             continue
         own = mask_logits[torch.arange(len(batch)),
@@ -91,7 +95,8 @@ def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[R
             truth = resize_mask(reference, pre.input_size).astype(bool) if keep[i] else None
             if truth is not None and truth.any():
                 kept.append((i, prob, truth))
-    return NetworkOutputs(np.concatenate(logits), np.concatenate(pooled), kept)
+    return NetworkOutputs(np.concatenate(logits),
+                          [np.concatenate(stage) for stage in zip(*pooled, strict=True)], kept)
 
 
 def fit_mask_rule(probs: list[np.ndarray], truths: list[np.ndarray],
@@ -128,18 +133,33 @@ def calibrate_masks(outputs: NetworkOutputs, found: np.ndarray | None
                          MASK_RESCUES if found is not None else (None,))
 
 
-def fit_feature_reference(net: JointWithDistance, features: np.ndarray, labels: np.ndarray
-                          ) -> None:
-    """Class means and the shared precision (Ledoit-Wolf shrinkage) into ``net.ood``."""
+def fit_feature_reference(net: JointWithDistance, features: list[np.ndarray],
+                          labels: np.ndarray) -> None:
+    """Each stage's class means and shared precision (Ledoit-Wolf shrinkage) into
+    ``net.ood``, from training features; standardisation reset (see :func:`fit_scaling`)."""
     from sklearn.covariance import LedoitWolf
 
-    k = cast(torch.Tensor, net.ood.means).shape[0]
-    means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any()
-                      else features.mean(axis=0) for c in range(k)])
-    centred = features - means[labels]
-    precision = LedoitWolf().fit(centred).precision_
-    cast(torch.Tensor, net.ood.means).copy_(torch.from_numpy(means.astype(np.float32)))
-    cast(torch.Tensor, net.ood.precision).copy_(torch.from_numpy(precision.astype(np.float32)))
+    for stage, feats in zip(net.ood.stages, features, strict=True):
+        k = cast(torch.Tensor, stage.means).shape[0]
+        means = np.stack([feats[labels == c].mean(axis=0) if (labels == c).any()
+                          else feats.mean(axis=0) for c in range(k)])
+        precision = LedoitWolf().fit(feats - means[labels]).precision_
+        cast(torch.Tensor, stage.means).copy_(torch.from_numpy(means.astype(np.float32)))
+        cast(torch.Tensor, stage.precision).copy_(torch.from_numpy(
+            precision.astype(np.float32)))
+    cast(torch.Tensor, net.ood.centre).zero_()
+    cast(torch.Tensor, net.ood.scale).fill_(1.0)
+
+
+def fit_scaling(net: JointWithDistance, features: list[np.ndarray]) -> np.ndarray:
+    """Standardise each stage's distance by its mean and spread over ``features``
+    (validation); returns the combined scores of those slices."""
+    with torch.inference_mode():
+        distances = net.ood.per_stage([torch.from_numpy(f) for f in features]).numpy()
+        cast(torch.Tensor, net.ood.centre).copy_(torch.from_numpy(distances.mean(axis=0)))
+        cast(torch.Tensor, net.ood.scale).copy_(torch.from_numpy(
+            np.maximum(distances.std(axis=0), 1e-6)))
+        return net.ood([torch.from_numpy(f) for f in features]).numpy()
 
 
 def fit_class_rule(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str],
@@ -229,8 +249,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
         new_card = card.model_copy(update={"calibration": Calibration(fitted_on=fitted_on,
                                                                       **fields)})
         return write_calibrated(out, model.state_dict(), new_card), new_card
-    net = model if isinstance(model, JointWithDistance) else JointWithDistance(
-        model, len(card.classes))
+    net = JointWithDistance(model, len(card.classes), OOD_STAGES)  # a new reference
     net.eval()
     train = spread(split.train, max_train)
     train_feats = run_network(net, pre, train, "training features", batch_size).features
@@ -239,8 +258,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
     positive = labels != (card.classes.index(none) if none is not None else -1)
     val = run_network(net, pre, split.val, "validation fold", batch_size, keep_masks=positive,
                       outlines=card.model.get("outlines"))
-    with torch.inference_mode():
-        distances = net.ood(torch.from_numpy(val.features)).numpy()
+    distances = fit_scaling(net, val.features)
     fields, found = fit_class_rule(val.logits, labels, card.classes, false_alarms)
     mask_threshold, rescue, mask_dice = calibrate_masks(val, found)
     ood_threshold = float(np.percentile(distances, OOD_PERCENTILE))
@@ -250,6 +268,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, data_root: str | None = N
         ood_validation_flag_rate=float((distances > ood_threshold).mean()),
         mask_threshold=mask_threshold, mask_rescue=rescue, mask_dice_validation=mask_dice,
         **fields)
-    new_card = card.model_copy(update={"model": {**card.model, "ood_features": True},
+    new_card = card.model_copy(update={"model": {**card.model, "ood_features": True,
+                                                 "ood_stages": list(OOD_STAGES)},
                                        "calibration": calibration})
     return write_calibrated(out, net.state_dict(), new_card, ("ood.",)), new_card

@@ -2,11 +2,12 @@
 
 ``forward(x)`` returns ``(mask_logits [B,M,H,W], class_logits [B,K])``, M = 1 or one mask per
 outline definition (``model.outlines``); a model whose card
-says ``ood_features`` also returns ``ood_distance [B]``: the squared Mahalanobis distance of
-the pooled encoder features to the nearest training class mean (shared covariance, Lee et
-al. 2018), computed in the graph from two buffers that ``tumorscope calibrate`` fits, so the
-ONNX export carries it too.
-"""
+says ``ood_features`` also returns ``ood_distance [B]``: for each encoder stage the card names
+(``ood_stages``; the deepest alone when absent), the squared Mahalanobis distance of the
+stage's pooled features to the nearest training class mean (shared covariance, Lee et al.
+2018), standardised by its validation mean and spread, summed over the stages. It is
+computed in the graph from buffers that ``tumorscope calibrate`` fits, so the ONNX export
+carries it too."""
 
 from __future__ import annotations
 
@@ -49,30 +50,75 @@ class FeatureDistance(nn.Module):
         return d2.min(dim=1).values
 
 
+class StageDistance(nn.Module):
+    """The sum over encoder stages of each stage's :class:`FeatureDistance`, standardised
+    by ``centre`` and ``scale`` (its validation mean and standard deviation; 0 and 1 leave a
+    single stage's distance as it is)."""
+
+    def __init__(self, classes: int, dims: list[int]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(FeatureDistance(classes, d) for d in dims)
+        self.register_buffer("centre", torch.zeros(len(dims)))
+        self.register_buffer("scale", torch.ones(len(dims)))
+
+    def per_stage(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """``(B, stages)``: each stage's distance before standardisation."""
+        return torch.stack([stage(f) for stage, f in zip(self.stages, features, strict=True)],
+                           dim=1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        centre, scale = cast(torch.Tensor, self.centre), cast(torch.Tensor, self.scale)
+        return ((self.per_stage(features) - centre) / scale).sum(dim=1)
+
+
+def _legacy_reference(state: dict[str, torch.Tensor], prefix: str, *_: object) -> None:
+    """A model calibrated before stages existed (``ood.means``, ``ood.precision``, the
+    deepest stage) loads as one unstandardised stage."""
+    if f"{prefix}ood.means" in state:
+        for name in ("means", "precision"):
+            state[f"{prefix}ood.stages.0.{name}"] = state.pop(f"{prefix}ood.{name}")
+        state.setdefault(f"{prefix}ood.centre", torch.zeros(1))
+        state.setdefault(f"{prefix}ood.scale", torch.ones(1))
+
+
 class JointWithDistance(nn.Module):
-    """A joint smp model plus :class:`FeatureDistance` on its pooled deepest features.
+    """A joint smp model plus :class:`StageDistance` on the pooled features of the encoder
+    stages ``stages`` (indices into the encoder's outputs; -1 is the deepest).
 
     The smp model's parameters keep their names (``encoder.*``, ``decoder.*``, ...), so its
-    weights load as they are; the distance's buffers are ``ood.means`` and ``ood.precision``.
+    weights load as they are; the distance's buffers are under ``ood.``.
     """
 
-    def __init__(self, net: nn.Module, classes: int) -> None:
+    def __init__(self, net: nn.Module, classes: int, stages: tuple[int, ...] = (-1,)) -> None:
         super().__init__()
         for name, child in net.named_children():
             self.add_module(name, child)
-        encoder = cast(nn.Module, net.encoder)
-        self.ood = FeatureDistance(classes, int(cast(list[int], encoder.out_channels)[-1]))
+        channels = cast(list[int], cast(nn.Module, net.encoder).out_channels)
+        self.ood_stages = tuple(stages)
+        self.ood = StageDistance(classes, [int(channels[s]) for s in stages])
+        self._register_load_state_dict_pre_hook(_legacy_reference)
+
+    def _heads(self, x: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Mask logits, class logits and every encoder stage's feature map."""
+        features = cast(nn.Module, self.encoder)(x)
+        masks = cast(nn.Module, self.segmentation_head)(cast(nn.Module, self.decoder)(features))
+        return masks, cast(nn.Module, self.classification_head)(features[-1]), features
+
+    def with_stages(self, x: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Mask logits, class logits and the pooled features of each distance stage."""
+        masks, labels, features = self._heads(x)
+        return masks, labels, [features[s].mean(dim=(2, 3)) for s in self.ood_stages]
 
     def pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask logits, class logits and the pooled deepest encoder features."""
-        features = cast(nn.Module, self.encoder)(x)
-        masks = cast(nn.Module, self.segmentation_head)(cast(nn.Module, self.decoder)(features))
-        labels = cast(nn.Module, self.classification_head)(features[-1])
+        masks, labels, features = self._heads(x)
         return masks, labels, features[-1].mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        masks, labels, pooled = self.pooled(x)
-        return masks, labels, self.ood(pooled)
+        masks, labels, stages = self.with_stages(x)
+        return masks, labels, self.ood(stages)
 
 
 def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
@@ -88,7 +134,8 @@ def own_outline(mask_logits: torch.Tensor, outline: torch.Tensor | None) -> torc
 
 def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
                 encoder_weights: str | None = None, attention: str = "none",
-                dropout: float = 0.2, ood: bool = False, mask_channels: int = 1) -> nn.Module:
+                dropout: float = 0.2, ood: bool = False, mask_channels: int = 1,
+                ood_stages: tuple[int, ...] = (-1,)) -> nn.Module:
     """Build the joint model; ``encoder_weights`` is 'imagenet', a file path, the
     'efficientnet-lite0-package' or None (random init). ``ood`` adds the feature distance
     output (smp architectures only); ``mask_channels`` > 1: one mask per outline definition."""
@@ -100,7 +147,7 @@ def build_joint(arch: str, encoder: str, num_classes: int, in_channels: int = 1,
         return net
     if arch == "plain-unet":
         raise ConfigError("model.ood_features", "the feature distance needs an smp encoder")
-    return JointWithDistance(net, num_classes)
+    return JointWithDistance(net, num_classes, ood_stages)
 
 
 def build_smp(arch: str, encoder: str, in_channels: int, mask_channels: int,
@@ -187,4 +234,5 @@ def joint_from_config(model_cfg: dict[str, object], num_classes: int,
         dropout=float(model_cfg.get("dropout", 0.2)),  # type: ignore[arg-type]
         ood=bool(model_cfg.get("ood_features", False)),
         mask_channels=len(cast(list[str], model_cfg.get("outlines") or [None])),
+        ood_stages=tuple(cast(list[int], model_cfg.get("ood_stages") or [-1])),
     )
