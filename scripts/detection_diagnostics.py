@@ -142,11 +142,15 @@ def main() -> None:
     parser.add_argument("--adapt-limit", type=int, default=800, help="slices used to adapt")
     args = parser.parse_args()
     tumour_scores = {}
+    first: list[str] | None = None
     for path in args.models:
         predictor = Predictor.from_checkpoint(path, backend="torch")
         inferer = predictor.inferer
         assert isinstance(inferer, JointInferer) and inferer.no_tumour is not None
         records = fold_records(predictor, args.sources, args.fold)
+        first = first or [r.id for r in records]
+        if [r.id for r in records] != first:
+            raise SystemExit(f"{path}: its fold {args.fold} is not the first model's")
         tumour = np.array([load_record(r)[1].any() for r in records])
         scores = run(inferer, records)
         score = 1 - scores.probs[:, inferer.no_tumour]
@@ -166,7 +170,7 @@ def main() -> None:
             adapted = run(inferer, records)
             print(f"  AdaBN on fold {args.adapt_fold} ({len(pick)} slices): "
                   f"{decision_line(inferer, adapted, records, tumour)}")
-    if len(tumour_scores) > 1 and len({len(s) for s in tumour_scores.values()}) == 1:
+    if len(tumour_scores) > 1:
         for a, b in itertools.combinations(tumour_scores, 2):
             print(f"ensemble {a} + {b}: AUROC "
                   f"{_auroc((tumour_scores[a] + tumour_scores[b]) / 2, tumour)}")

@@ -7,7 +7,8 @@ training slices, as `tumorscope calibrate --max-train 1500`; thresholds at the 9
 percentile of the validation fold): the Mahalanobis distance of each encoder stage's pooled
 features, standardised sums over stages (what `calibrate` ships: the last two), k-nearest
 neighbours by cosine similarity, energy and the maximum softmax. For each it prints the
-AUROC of unseen-dataset slices (fold 0) against the seen datasets' held-out slices (fold 0),
+AUROC of unseen-dataset slices (fold 0) against the seen datasets' held-out slices (the
+card's test fold),
 and the share flagged of each, and of the unseen slices the model wrongly calls tumours.
 Experiment code for docs/trust.md; it writes nothing.
 """
@@ -31,7 +32,7 @@ from tumorscope.data.registry import load_index
 from tumorscope.data.slices import load_record, slice_batches
 from tumorscope.data.splits import make_split
 from tumorscope.transforms.slice2d import SlicePreprocessing
-from tumorscope.uncertainty import auroc
+from tumorscope.uncertainty import auroc, no_tumour_class
 
 Score = Callable[[str], np.ndarray]
 
@@ -111,7 +112,9 @@ def main() -> None:
     tumour = np.array([load_record(r)[1].any() for r in unseen])
     cal = card.calibration
     assert cal is not None and cal.tumour_threshold is not None
-    no_tumour = card.classes.index("no tumour")
+    none = no_tumour_class(card.classes)
+    assert none is not None, "a model with a 'no tumour' class"
+    no_tumour = card.classes.index(none)
     p = softmax(logits["unseen"] / cal.temperature, axis=1)
     alarm = ~tumour & (1 - p[:, no_tumour] >= cal.tumour_threshold)
     print(f"{args.model}: {args.unseen} fold 0 unseen ({len(unseen)} slices, {alarm.sum()} "

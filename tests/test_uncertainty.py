@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tumorscope.errors import ConfigError
 from tumorscope.uncertainty import (
     auroc,
     false_alarm_threshold,
@@ -112,7 +113,6 @@ def test_distance_wrapper_keeps_the_joint_outputs_and_weight_names() -> None:
     assert distance.shape == (2,)
 
 
-
 def test_stage_distance_sums_the_standardised_distances_of_each_stage() -> None:
     from tumorscope.models.joint import StageDistance
 
@@ -156,6 +156,23 @@ def test_distance_stages_are_named_by_the_card() -> None:
     with torch.inference_mode():
         _, _, distance = net.eval()(torch.randn(2, 1, 64, 64))
     assert distance.shape == (2,)
+    with pytest.raises(ConfigError, match=r"model\.ood_stages"):
+        joint_from_config({**cfg, "ood_stages": [-9]}, 4)
+
+
+def test_a_wrapped_attention_unet_still_drops_old_unused_attention_weights() -> None:
+    from tumorscope.models.joint import JointWithDistance, build_joint
+
+    net = build_joint("unet", "resnet18", 4, attention="scse")
+    old = dict(net.state_dict())
+    old["decoder.blocks.4.attention1.attention.cSE.1.weight"] = torch.zeros(1)  # saved before
+    wrapped = JointWithDistance(build_joint("unet", "resnet18", 4, attention="scse"), 4)
+    state = {**old, "ood.stages.0.means": torch.zeros(4, 512),
+             "ood.stages.0.precision": torch.eye(512), "ood.centre": torch.zeros(1),
+             "ood.scale": torch.ones(1)}
+    wrapped.load_state_dict(state)  # strict
+    net.load_state_dict(old)
+
 
 def _mri_like(size: int = 128, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)

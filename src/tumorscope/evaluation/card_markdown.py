@@ -144,13 +144,13 @@ def trust_section(card: ModelCard, metrics: EvaluationResult) -> str:
                      f"validation Dice over {int(v['slices'])} tumour slices at the input size: "
                      f"{v['dice_at_0.5']:.3f} with 0.5 alone, {v['dice']:.3f} with this rule).")
     if cal.ood_threshold is not None:
-        stages = len(card.model.get("ood_stages") or [-1])
+        stages = list(card.model.get("ood_stages") or [-1])
         distance = (f"the pooled encoder features are further from every training class than "
-                    f"{cal.ood_threshold:.0f} (squared Mahalanobis" if stages == 1 else
-                    f"the feature distance exceeds {cal.ood_threshold:.1f} (for each of the "
-                    f"encoder's last {stages} stages, the squared Mahalanobis distance of its "
-                    "pooled features to the nearest training class, standardised on "
-                    "validation; summed")
+                    f"{cal.ood_threshold:.0f} (squared Mahalanobis" if stages == [-1] else
+                    f"the feature distance exceeds {cal.ood_threshold:.1f} (for encoder "
+                    f"stages {stages} (-1: the deepest), the squared Mahalanobis distance of "
+                    "each one's pooled features to the nearest training class, standardised "
+                    "on validation; summed")
         lines.append(f"- Unfamiliar images: flagged when {distance}; the validation fold's "
                      "99th percentile) or the pixels fail the input checks (colour, bright "
                      "background, no dark background, nearly blank). Held-out slices flagged: "

@@ -94,6 +94,9 @@ class JointWithDistance(nn.Module):
         for name, child in net.named_children():
             self.add_module(name, child)
         channels = cast(list[int], cast(nn.Module, net.encoder).out_channels)
+        if not stages or any(not -len(channels) < s < len(channels) or s == 0 for s in stages):
+            raise ConfigError("model.ood_stages", f"{list(stages)}: encoder stages are 1.."
+                              f"{len(channels) - 1} or -1..-{len(channels) - 1} (-1: deepest)")
         self.ood_stages = tuple(stages)
         self.ood = StageDistance(classes, [int(channels[s]) for s in stages])
         self._register_load_state_dict_pre_hook(_legacy_reference)
@@ -209,13 +212,12 @@ def _drop_unused_attention(model: nn.Module) -> None:
     if isinstance(last.attention1, nn.Identity):
         return
     last.attention1 = nn.Identity()
-    prefix = f"decoder.blocks.{len(blocks) - 1}.attention1."
 
-    def drop(module: nn.Module, state: dict[str, object], *_: object) -> None:
-        for key in [k for k in state if k.startswith(prefix)]:
+    def drop(module: nn.Module, state: dict[str, object], prefix: str, *_: object) -> None:
+        for key in [k for k in state if k.startswith(f"{prefix}attention1.")]:
             del state[key]
 
-    model.register_load_state_dict_pre_hook(drop)
+    last.register_load_state_dict_pre_hook(drop)  # on the block: any wrapper keeps it
 
 
 def _is_local(weights: str) -> bool:
