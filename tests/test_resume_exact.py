@@ -94,3 +94,21 @@ def test_weighted_epoch_order_draws_in_proportion_and_stays_resumable() -> None:
 def _epoch(order: EpochOrder, epoch: int) -> list[tuple[int, int]]:
     order.set_epoch(epoch)
     return list(order)
+
+
+def test_a_training_seed_changes_the_batches_and_never_the_split(tmp_path: Path,
+                                                                 mat_dataset: Path) -> None:
+    from tumorscope.data.prepare import prepare_split
+    from tumorscope.data.slices import slice_loaders
+
+    config = write_config(tmp_path, mat_dataset)
+    base = load_config(config, ["data.fold_source=computed"])
+    other = load_config(config, ["data.fold_source=computed", "trainer.seed=7"])
+    assert base.training_seed == base.seed != 7 and other.training_seed == 7
+    splits = [prepare_split(c)[1] for c in (base, other)]
+    assert [r.id for r in splits[0].train] == [r.id for r in splits[1].train]
+    assert [r.id for r in splits[0].test] == [r.id for r in splits[1].test]
+    orders = [list(slice_loaders(c, s).train.order)
+              for c, s in zip((base, other), splits, strict=True)]
+    assert orders[0] != orders[1]
+    assert load_config(config, ["seed=7"]).training_seed == 7  # the old way moves both

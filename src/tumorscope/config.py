@@ -181,6 +181,9 @@ class TrainerConfig(_Strict):
     accumulate_grad_batches: int = Field(1, ge=1)
     deterministic: bool = False
     log_every_n_steps: int = Field(10, ge=1)
+    seed: int | None = Field(None, description="training randomness (new layers' initial "
+                             "weights, batch order, augmentation draws); None: the "
+                             "experiment's seed. Unlike `seed`, it never changes the split")
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -229,6 +232,13 @@ class ExperimentConfig(_Strict):
     ema: EmaConfig = EmaConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     output: OutputConfig = OutputConfig()
+
+
+    @property
+    def training_seed(self) -> int:
+        """The seed of training randomness: ``trainer.seed``, else ``seed`` (which also draws
+        computed folds)."""
+        return self.trainer.seed if self.trainer.seed is not None else self.seed
 
     @property
     def run_name(self) -> str:

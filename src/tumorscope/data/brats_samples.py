@@ -106,11 +106,11 @@ def brats_loaders(cfg: BratsExperiment, split: Split) -> Loaders:
                           "num_workers": cfg.data.num_workers,
                           "persistent_workers": cfg.data.num_workers > 0}
     train_ds = samples(split.train, True)
-    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed),
+    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.training_seed),
                             drop_last=len(train_ds) > cfg.trainer.batch_size, **kw)
     if not split.val:
         return Loaders(train, None)
     val_ds = samples(split.val, False)
-    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False, pad=False),
-                          **kw)
+    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.training_seed, shuffle=False,
+                                                  pad=False), **kw)
     return Loaders(train, val)

@@ -162,12 +162,12 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
                           "persistent_workers": cfg.data.num_workers > 0 and not resizing}
     weights = source_weights(split.train, cfg.data.source_weights)
-    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.seed, weights=weights),
+    train = ResumableLoader(train_ds, EpochOrder(len(train_ds), cfg.training_seed, weights=weights),
                             drop_last=len(train_ds) > cfg.trainer.batch_size, **kw)
     if not split.val:
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
                           cache=cache, outlines=outlines, pack=pack)
-    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.seed, shuffle=False, pad=False),
-                          **kw)
+    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.training_seed, shuffle=False,
+                                                  pad=False), **kw)
     return Loaders(train, val, stats)

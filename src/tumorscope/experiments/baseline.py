@@ -26,9 +26,9 @@ def train_plain(cfg: JointExperiment, out: Path) -> Path:
     """Train for ``cfg.trainer.epochs`` with a bare loop; writes ``out/model``."""
     if (out / "model" / "model.json").is_file():
         return out / "model"
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.training_seed)
+    random.seed(cfg.training_seed)
+    np.random.seed(cfg.training_seed)
     index, split = prepare_split(cfg)
     m = cfg.model
     data = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization, cache=True,

@@ -155,7 +155,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
     check_output(cfg, data_root)
     run_dir = cfg.run_dir
     ckpt_path = _resume_point(run_dir, resume)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    L.seed_everything(cfg.training_seed, workers=True, verbose=False)
     index, split = prepare_split(cfg, data_root, use_pack=True)
     if ckpt_path is None:
         check_warm_start(cfg, split)
