@@ -233,7 +233,6 @@ class ExperimentConfig(_Strict):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     output: OutputConfig = OutputConfig()
 
-
     @property
     def training_seed(self) -> int:
         """The seed of training randomness: ``trainer.seed``, else ``seed`` (which also draws

@@ -111,6 +111,6 @@ def brats_loaders(cfg: BratsExperiment, split: Split) -> Loaders:
     if not split.val:
         return Loaders(train, None)
     val_ds = samples(split.val, False)
-    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.training_seed, shuffle=False,
-                                                  pad=False), **kw)
+    order = EpochOrder(len(val_ds), cfg.training_seed, shuffle=False, pad=False)
+    val = ResumableLoader(val_ds, order, **kw)
     return Loaders(train, val)

@@ -168,6 +168,6 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
                           cache=cache, outlines=outlines, pack=pack)
-    val = ResumableLoader(val_ds, EpochOrder(len(val_ds), cfg.training_seed, shuffle=False,
-                                                  pad=False), **kw)
+    order = EpochOrder(len(val_ds), cfg.training_seed, shuffle=False, pad=False)
+    val = ResumableLoader(val_ds, order, **kw)
     return Loaders(train, val, stats)
