@@ -601,3 +601,40 @@ def test_onnx_export_carries_every_outline(outlined: tuple[Path, Path], mix: Pat
         a, b = onnx.predict_file(image), torch_p.predict_file(image)
         assert a.extra["outline"] == b.extra["outline"] == outline
         assert (a.mask != b.mask).mean() < 0.01  # float rounding may flip an edge pixel
+
+
+# -- the dataset adversary (loss.source_adversary) ------------------------------------------
+
+def test_a_run_with_the_dataset_adversary_trains_logs_and_exports_without_it(
+        mix: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from tumorscope.models import build_joint
+
+    def config(name: str, model: str, sources: str) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"""name: {name}
+data: {{dataset: mri-mix, root: {mix}, test_fold: 0, val_fold: 1}}
+model: {{{model}, encoder_weights: none, attention: none, input_size: 32}}
+loss: {{source_adversary: {{weight: 0.5, sources: {sources}}}}}
+ema: {{enabled: false}}
+output: {{root: {tmp_path / 'runs'}}}
+trainer: {{epochs: 1, batch_size: 8, accelerator: cpu, log_every_n_steps: 1}}
+""")
+        return path
+
+    res = cli("train", "--config", str(config("adv", "arch: unet, encoder: resnet18",
+                                              "[brats, lgg, figshare]")), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(next((tmp_path / "runs" / "adv").rglob("metrics.csv")).open()))
+    guesses = [float(r["train/source_acc"]) for r in rows if r.get("train/source_acc")]
+    assert guesses and all(0.0 <= g <= 1.0 for g in guesses)
+    exported = load_file(tmp_path / "runs" / "adv" / "model" / "model.safetensors")
+    assert set(exported) == set(build_joint("unet", "resnet18", 4, attention="none").state_dict())
+    for model, sources, blamed in (("arch: unet, encoder: resnet18", "[brats, figshare]",
+                                    "loss.source_adversary.sources: slices of ['lgg']"),
+                                   ("arch: plain-unet", "[brats, lgg, figshare]",
+                                    "loss.source_adversary: needs an smp encoder")):
+        res = cli("train", "--config", str(config("bad", model, sources)), cwd=tmp_path)
+        assert res.returncode == 2 and blamed in res.stderr, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr

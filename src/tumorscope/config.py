@@ -98,6 +98,21 @@ class JointModelConfig(_Strict):
         return self
 
 
+class SourceAdversaryConfig(_Strict):
+    """A training-only head that guesses each slice's dataset from the encoder's deepest
+    features and the slice's class, through a gradient reversal (tasks/adversary.py)."""
+
+    weight: float = Field(gt=0, description="weight of the dataset-guessing loss; the "
+                          "reversal ramps from 0 to this over training (Ganin et al. 2016)")
+    sources: list[str] = Field(description="the datasets of a mixed collection it tells apart")
+
+    @model_validator(mode="after")
+    def _two_sources(self) -> SourceAdversaryConfig:
+        if len(self.sources) < 2 or len(set(self.sources)) != len(self.sources):
+            raise ValueError("sources names two or more distinct datasets")
+        return self
+
+
 class JointLossConfig(_Strict):
     """Segmentation and classification losses and their weights."""
 
@@ -105,6 +120,9 @@ class JointLossConfig(_Strict):
     segmentation_weight: float = Field(1.0, ge=0)
     classification_weight: float = Field(1.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    source_adversary: SourceAdversaryConfig | None = Field(
+        None, description="make slices of one class look alike across datasets, so the "
+        "dataset a slice resembles stops being a cue for its class; None: off")
 
 
 class OptimConfig(_Strict):

@@ -53,29 +53,38 @@ def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
     return pixels, mask
 
 
-def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
-    """Each record's mask output: the position of its dataset (``Record.outline``) in
-    ``outlines``; all 0 without outlines. A record of another dataset is an error."""
-    if not outlines:
+def dataset_indices(records: Sequence[Record], names: list[str] | None,
+                    setting: str = "model.outlines") -> list[int]:
+    """Each record's position of its dataset (``Record.outline``: a derived slice counts as
+    the dataset it came from) in ``names``; all 0 without names. A record of a dataset not
+    named is a one-line error blaming ``setting``."""
+    if not names:
         return [0] * len(records)
-    missing = sorted({str(r.outline) for r in records if r.outline not in outlines})
+    missing = sorted({str(r.outline) for r in records if r.outline not in names})
     if missing:
-        raise ConfigError("model.outlines", f"slices of {missing} have no outline among "
-                          f"{outlines} (outlines name the datasets of a mixed collection)")
-    return [outlines.index(str(r.outline)) for r in records]
+        raise ConfigError(setting, f"slices of {missing} are not among {names} (it names "
+                          "the datasets of a mixed collection)")
+    return [names.index(str(r.outline)) for r in records]
+
+
+def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
+    """Each record's mask output: the position of its dataset in ``outlines``."""
+    return dataset_indices(records, outlines)
 
 
 class SliceDataset(Dataset):
     """Samples ``{"image": (C,S,S) float, "mask": (1,S,S) float, "label": int, "index": int,
-    "outline": int}`` (``outline``: which mask output learns this slice's mask)."""
+    "outline": int, "source": int}`` (``outline``: which mask output learns this slice's
+    mask; ``source``: its dataset's position in ``sources``, 0 without)."""
 
     def __init__(self, records: Sequence[Record], channels: int, size: int, normalization: str,
                  stats: tuple[float, float] | None = None, augment: Any = None,
                  cache: bool = False, outlines: list[str] | None = None,
-                 pack: SlicePack | None = None) -> None:
+                 pack: SlicePack | None = None, sources: list[str] | None = None) -> None:
         self.records = list(records)
         self.pack = pack
         self.outline = outline_indices(self.records, outlines)
+        self.source = dataset_indices(self.records, sources, "loss.source_adversary.sources")
         self.channels, self.size = channels, size
         self.normalization, self.stats = normalization, stats
         self.augment = augment
@@ -119,7 +128,7 @@ class SliceDataset(Dataset):
         return {"image": torch.from_numpy(image),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
                 "label": int(self.records[index].label), "index": index,
-                "outline": self.outline[index]}
+                "outline": self.outline[index], "source": self.source[index]}
 
 
 def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
@@ -150,13 +159,15 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
 
     m = cfg.model
     outlines = getattr(m, "outlines", None)
+    adversary = getattr(cfg.loss, "source_adversary", None)
+    sources = adversary.sources if adversary is not None else None
     # persistent workers would keep the dataset of the first epoch, at its input size
     resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
     pack = read_pack(cfg) if cfg.data.pack else None
     cache = cfg.data.cache and pack is None  # a pack is already in memory
     train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
                             augment=build_augment(cfg.augment), cache=cache,
-                            outlines=outlines, pack=pack)
+                            outlines=outlines, pack=pack, sources=sources)
     stats = dataset_stats(train_ds) if m.normalization == "global" else None
     train_ds.stats = stats
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
@@ -167,7 +178,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     if not split.val:
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
-                          cache=cache, outlines=outlines, pack=pack)
+                          cache=cache, outlines=outlines, pack=pack, sources=sources)
     order = EpochOrder(len(val_ds), cfg.training_seed, shuffle=False, pad=False)
     val = ResumableLoader(val_ds, order, **kw)
     return Loaders(train, val, stats)

@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tumorscope.config import JointExperiment
+from tumorscope.errors import ConfigError
 from tumorscope.metrics import classification_metrics, confusion_matrix, per_image_dice
 from tumorscope.models import joint_from_config
 from tumorscope.models.joint import own_outline
+from tumorscope.tasks.adversary import FeatureTap, SourceAdversary, ramp
 from tumorscope.tasks.base import EmaModule
 from tumorscope.tasks.optim import configure_optimisation, parameter_groups
 
@@ -52,7 +54,23 @@ class JointTask(EmaModule):
                                        load_pretrained=load_pretrained)
         self._setup_weights(self.cfg, load_pretrained)
         self.seg_loss = _segmentation_loss(self.cfg.loss.segmentation)
+        self.tap = FeatureTap()
+        self.adversary = self._source_adversary()
         self._reset_val()
+
+    def _source_adversary(self) -> SourceAdversary | None:
+        """The dataset adversary of ``loss.source_adversary``, fed by a hook on the training
+        model's encoder (registered after the EMA copy was made, which has none)."""
+        adversary = self.cfg.loss.source_adversary
+        if adversary is None:
+            return None
+        if self.cfg.model.arch == "plain-unet":
+            raise ConfigError("loss.source_adversary", "needs an smp encoder (model.arch "
+                              "unet, unetplusplus or fpn), not plain-unet")
+        encoder = cast(nn.Module, self.model.encoder)
+        encoder.register_forward_hook(self.tap)
+        dim = int(cast(list[int], encoder.out_channels)[-1])
+        return SourceAdversary(dim, len(self.classes), len(adversary.sources))
 
     # -- steps -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,8 +84,24 @@ class JointTask(EmaModule):
         total = self.cfg.loss.segmentation_weight * seg + self.cfg.loss.classification_weight * cls
         return {"loss": total, "seg_loss": seg, "cls_loss": cls}
 
+    def _adversary_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The dataset adversary's cross-entropy, its gradient reversed into the encoder
+        with a strength rising over training; logs how often it guesses the dataset."""
+        assert self.adversary is not None
+        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
+        logits = self.adversary(self.tap.deepest(), batch["label"], ramp(progress))
+        bs = logits.shape[0]
+        self.log("train/source_acc", (logits.argmax(1) == batch["source"]).float().mean(),
+                 batch_size=bs)
+        loss = F.cross_entropy(logits, batch["source"])
+        self.log("train/source_loss", loss, batch_size=bs)
+        return loss
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self._losses(batch, *self.model(batch["image"]))
+        adversary = self.cfg.loss.source_adversary
+        if adversary is not None:
+            losses["loss"] = losses["loss"] + adversary.weight * self._adversary_loss(batch)
         bs = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
         self.log("train/seg_loss", losses["seg_loss"], batch_size=bs)
@@ -107,4 +141,7 @@ class JointTask(EmaModule):
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         encoder = cast(nn.Module, self.model.encoder)
-        return configure_optimisation(self.cfg, parameter_groups(self.model, encoder))
+        groups = parameter_groups(self.model, encoder)
+        if self.adversary is not None:
+            groups["head"] += list(self.adversary.parameters())
+        return configure_optimisation(self.cfg, groups)
