@@ -4,6 +4,7 @@ training run with it is in test_no_tumour.py (it needs the generated mixed colle
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_the_reversal_ramps_from_nothing_to_full() -> None:
 
     values = [ramp(p / 10) for p in range(11)]
     assert values[0] == 0.0 and 0.99 < values[-1] <= 1.0
-    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(values))
     assert ramp(-1.0) == 0.0 and ramp(2.0) == values[-1]  # clamped outside training
 
 
