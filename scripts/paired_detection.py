@@ -1,10 +1,13 @@
-"""Paired detection AUROC difference of two models evaluated on the same slices.
+"""Paired detection AUROC difference of two recipes evaluated on the same slices.
 
     python scripts/paired_detection.py A/metrics.json B/metrics.json
+    python scripts/paired_detection.py A1.json A2.json A3.json --vs B1.json B2.json B3.json
 
 Reads each ``tumorscope evaluate`` output's per-slice ``tumour_score``, matches slices by id,
-and prints both AUROCs and B - A with a patient-level paired bootstrap 95% interval (whole
-patients resampled, the same resample for both models).
+and prints each model's AUROC and, for the mean AUROC over each arm's models (one per
+training seed), B - A with a patient-level paired bootstrap 95% interval (whole patients
+resampled, the same resample for every model). That interval covers the patients, not the
+seeds; with several seeds per arm, Welch's t-test over the per-seed AUROCs covers those.
 """
 
 from __future__ import annotations
@@ -29,25 +32,45 @@ def _scores(path: Path) -> dict[str, tuple[str, bool, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path)
+    parser.add_argument("a", type=Path, nargs="+", help="arm A's metrics.json (one per seed)")
+    parser.add_argument("--vs", type=Path, nargs="+", help="arm B's (default: the last "
+                        "positional file, with one file per arm)")
     args = parser.parse_args()
-    a, b = _scores(args.a), _scores(args.b)
-    ids = sorted(set(a) & set(b))
+    arm_a, arm_b = (args.a, args.vs) if args.vs else (args.a[:-1], args.a[-1:])
+    if not arm_a or not arm_b:
+        raise SystemExit("give two metrics.json files, or arm A's files then --vs arm B's")
+    runs = [_scores(p) for p in [*arm_a, *arm_b]]
+    ids = sorted(set.intersection(*(set(r) for r in runs)))
     if not ids:
-        raise SystemExit("the two evaluations share no slice")
-    patients = np.array([a[i][0] for i in ids])
-    table = np.array([[a[i][2], b[i][2], float(a[i][1])] for i in ids])
+        raise SystemExit("the evaluations share no slice")
+    patients = np.array([runs[0][i][0] for i in ids])
+    # columns: each model's score, then the truth
+    table = np.array([[r[i][2] for r in runs] + [float(runs[0][i][1])] for i in ids])
+    na = len(arm_a)
+
+    def per_model(rows: np.ndarray) -> np.ndarray:
+        positive = rows[:, -1] > 0.5
+        return np.array([auroc(rows[:, k], positive) for k in range(rows.shape[1] - 1)])
 
     def difference(rows: np.ndarray) -> float:
-        positive = rows[:, 2] > 0.5
-        return auroc(rows[:, 1], positive) - auroc(rows[:, 0], positive)
+        values = per_model(rows)
+        return float(values[na:].mean() - values[:na].mean())
 
     low, high = bootstrap_ci(table, difference, 2000, groups=patients)
-    positive = table[:, 2] > 0.5
-    print(f"{len(ids)} slices, {len(set(patients.tolist()))} patients: AUROC A "
-          f"{auroc(table[:, 0], positive):.3f}, B {auroc(table[:, 1], positive):.3f}, "
-          f"B - A {difference(table):+.3f} [{low:+.3f}, {high:+.3f}]")
+    values = per_model(table)
+    print(f"{len(ids)} slices, {len(set(patients.tolist()))} patients")
+    for name, path, value in zip(["A"] * na + ["B"] * len(arm_b), [*arm_a, *arm_b], values,
+                                 strict=True):
+        print(f"  {name} {value:.3f}  {path}")
+    print(f"mean AUROC A {values[:na].mean():.3f}, B {values[na:].mean():.3f}, "
+          f"B - A {difference(table):+.3f} [{low:+.3f}, {high:+.3f}] (patients resampled)")
+    if na > 1 and len(arm_b) > 1:
+        from scipy.stats import ttest_ind
+
+        test = ttest_ind(values[na:], values[:na], equal_var=False)
+        print(f"over seeds: A sd {values[:na].std(ddof=1):.3f}, B sd "
+              f"{values[na:].std(ddof=1):.3f}, Welch t = {test.statistic:.2f}, "
+              f"p = {test.pvalue:.3f}")
 
 
 if __name__ == "__main__":
