@@ -72,6 +72,8 @@ def test_the_tap_keeps_the_deepest_encoder_features() -> None:
     with torch.no_grad():
         net(torch.rand(2, 1, 64, 64))
     assert tap.deepest().shape == (2, net.encoder.out_channels[-1], 2, 2)
+    with pytest.raises(RuntimeError, match="not run"):  # read once: the graph is let go
+        tap.deepest()
 
 
 def test_each_slice_knows_its_dataset_and_a_stranger_is_blamed_on_the_setting() -> None:

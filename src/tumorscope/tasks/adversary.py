@@ -6,9 +6,10 @@ al. 2016, conditioned on the class as in Li et al. 2018).
 Conditioning matters in a mixed collection: when one dataset has only tumours (figshare) and
 the tumour-free slices come from others, "looks like figshare" predicts "tumour". Given the
 class, the head can only tell datasets apart by what the class does not explain (skull,
-sequence, scanner), so the encoder learns to drop that, and an unseen dataset's look is no
-longer read as a class. A class found in one dataset only gives the head nothing to learn
-from the features, and so no gradient. Training-only: the exported model has no trace of it.
+sequence, scanner); the aim is an encoder that drops that, so that an unseen dataset's look
+is not read as a class (docs/trust.md measures whether it does: on the leave-LGG-out proxy it
+did not). A class found in one dataset only gives the head nothing to learn from the
+features, and so no gradient. Training-only: the exported model has no trace of it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class FeatureTap:
         self.features = list(output)
 
     def deepest(self) -> torch.Tensor:
+        """The deepest feature map of the last forward pass, released from the tap (so it
+        does not keep that pass's graph alive)."""
         if self.features is None:
-            raise RuntimeError("the encoder has not run since the tap was registered")
-        return self.features[-1]
+            raise RuntimeError("the encoder has not run since the tap was last read")
+        deepest, self.features = self.features[-1], None
+        return deepest
