@@ -90,6 +90,9 @@ def test_each_slice_knows_its_dataset_and_a_stranger_is_blamed_on_the_setting() 
     assert dataset_indices(records, None, setting) == [0, 0, 0]
     with pytest.raises(ConfigError, match=r"^loss\.source_adversary\.sources: .*brats"):
         dataset_indices(records, ["figshare", "lgg"], setting)
+    plain = Record("1", Path("x.png"), None, 0, "p")  # a single dataset names none
+    with pytest.raises(ConfigError, match=r"^loss\.source_adversary\.sources: .*mixed collection"):
+        dataset_indices([plain], ["figshare", "lgg"], setting)
 
 
 def test_the_adversary_config_needs_two_datasets_and_a_weight() -> None:

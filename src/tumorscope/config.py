@@ -92,10 +92,16 @@ class JointModelConfig(_Strict):
     def _size_multiple(self) -> JointModelConfig:
         if self.input_size % 32:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
-        if self.outlines is not None and (len(self.outlines) < 2
-                                          or len(set(self.outlines)) != len(self.outlines)):
-            raise ValueError("outlines names two or more distinct datasets (or is null)")
+        if self.outlines is not None:
+            _distinct_datasets(self.outlines, "outlines names two or more distinct datasets "
+                               "(or is null)")
         return self
+
+
+def _distinct_datasets(names: list[str], problem: str) -> None:
+    """A list naming datasets of a mixed collection: two or more, none twice."""
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(problem)
 
 
 class SourceAdversaryConfig(_Strict):
@@ -108,8 +114,7 @@ class SourceAdversaryConfig(_Strict):
 
     @model_validator(mode="after")
     def _two_sources(self) -> SourceAdversaryConfig:
-        if len(self.sources) < 2 or len(set(self.sources)) != len(self.sources):
-            raise ValueError("sources names two or more distinct datasets")
+        _distinct_datasets(self.sources, "sources names two or more distinct datasets")
         return self
 
 

@@ -54,12 +54,16 @@ def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dataset_indices(records: Sequence[Record], names: list[str] | None,
-                    setting: str = "model.outlines") -> list[int]:
+                    setting: str) -> list[int]:
     """Each record's position of its dataset (``Record.outline``: a derived slice counts as
     the dataset it came from) in ``names``; all 0 without names. A record of a dataset not
-    named is a one-line error blaming ``setting``."""
+    named, or of no named dataset (not a mixed collection), is a one-line error blaming
+    ``setting``."""
     if not names:
         return [0] * len(records)
+    if any(r.outline is None for r in records):
+        raise ConfigError(setting, "these slices carry no dataset name: it needs a mixed "
+                          "collection (data.dataset: mri-mix)")
     missing = sorted({str(r.outline) for r in records if r.outline not in names})
     if missing:
         raise ConfigError(setting, f"slices of {missing} are not among {names} (it names "
@@ -69,7 +73,7 @@ def dataset_indices(records: Sequence[Record], names: list[str] | None,
 
 def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
     """Each record's mask output: the position of its dataset in ``outlines``."""
-    return dataset_indices(records, outlines)
+    return dataset_indices(records, outlines, "model.outlines")
 
 
 class SliceDataset(Dataset):

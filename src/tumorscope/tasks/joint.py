@@ -84,12 +84,12 @@ class JointTask(EmaModule):
         total = self.cfg.loss.segmentation_weight * seg + self.cfg.loss.classification_weight * cls
         return {"loss": total, "seg_loss": seg, "cls_loss": cls}
 
-    def _adversary_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+    def _adversary_loss(self, adversary: SourceAdversary,
+                        batch: dict[str, Any]) -> torch.Tensor:
         """The dataset adversary's cross-entropy, its gradient reversed into the encoder
         with a strength rising over training; logs how often it guesses the dataset."""
-        assert self.adversary is not None
         progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
-        logits = self.adversary(self.tap.deepest(), batch["label"], ramp(progress))
+        logits = adversary(self.tap.deepest(), batch["label"], ramp(progress))
         bs = logits.shape[0]
         self.log("train/source_acc", (logits.argmax(1) == batch["source"]).float().mean(),
                  batch_size=bs)
@@ -99,9 +99,10 @@ class JointTask(EmaModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self._losses(batch, *self.model(batch["image"]))
-        adversary = self.cfg.loss.source_adversary
-        if adversary is not None:
-            losses["loss"] = losses["loss"] + adversary.weight * self._adversary_loss(batch)
+        setting = self.cfg.loss.source_adversary
+        if self.adversary is not None and setting is not None:
+            losses["loss"] = losses["loss"] + setting.weight * self._adversary_loss(
+                self.adversary, batch)
         bs = batch["image"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
         self.log("train/seg_loss", losses["seg_loss"], batch_size=bs)
