@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from arms import add_arm_arguments, compare, split_arms
 
-from tumorscope.metrics import bootstrap_ci
 from tumorscope.uncertainty import auroc
 
 
@@ -32,11 +32,8 @@ def _scores(path: Path) -> dict[str, tuple[str, bool, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, nargs="+", help="arm A's metrics.json (one per seed)")
-    parser.add_argument("--vs", type=Path, nargs="+", help="arm B's (default: the last "
-                        "positional file, with one file per arm)")
-    args = parser.parse_args()
-    arm_a, arm_b = (args.a, args.vs) if args.vs else (args.a[:-1], args.a[-1:])
+    add_arm_arguments(parser, "metrics.json")
+    arm_a, arm_b = split_arms(parser.parse_args())
     if not arm_a or not arm_b:
         raise SystemExit("give two metrics.json files, or arm A's files then --vs arm B's")
     runs = [_scores(p) for p in [*arm_a, *arm_b]]
@@ -46,31 +43,13 @@ def main() -> None:
     patients = np.array([runs[0][i][0] for i in ids])
     # columns: each model's score, then the truth
     table = np.array([[r[i][2] for r in runs] + [float(runs[0][i][1])] for i in ids])
-    na = len(arm_a)
 
     def per_model(rows: np.ndarray) -> np.ndarray:
         positive = rows[:, -1] > 0.5
         return np.array([auroc(rows[:, k], positive) for k in range(rows.shape[1] - 1)])
 
-    def difference(rows: np.ndarray) -> float:
-        values = per_model(rows)
-        return float(values[na:].mean() - values[:na].mean())
-
-    low, high = bootstrap_ci(table, difference, 2000, groups=patients)
-    values = per_model(table)
     print(f"{len(ids)} slices, {len(set(patients.tolist()))} patients")
-    for name, path, value in zip(["A"] * na + ["B"] * len(arm_b), [*arm_a, *arm_b], values,
-                                 strict=True):
-        print(f"  {name} {value:.3f}  {path}")
-    print(f"mean AUROC A {values[:na].mean():.3f}, B {values[na:].mean():.3f}, "
-          f"B - A {difference(table):+.3f} [{low:+.3f}, {high:+.3f}] (patients resampled)")
-    if na > 1 and len(arm_b) > 1:
-        from scipy.stats import ttest_ind
-
-        test = ttest_ind(values[na:], values[:na], equal_var=False)
-        print(f"over seeds: A sd {values[:na].std(ddof=1):.3f}, B sd "
-              f"{values[na:].std(ddof=1):.3f}, Welch t = {test.statistic:.2f}, "
-              f"p = {test.pvalue:.3f}")
+    print("\n".join(compare(table, per_model, arm_a, arm_b, patients, "AUROC")))
 
 
 if __name__ == "__main__":
