@@ -6,9 +6,10 @@ For each model (a ``tumorscope calibrate`` output), on the tumour slices of ``--
 fold (default 0, the held-out one): the accuracy of the highest tumour class ("type", the
 question "which tumour is it?" asked of a slice that has one) with a patient-bootstrap 95%
 interval; the accuracy of the whole answer ("answer": found at the calibrated "no tumour"
-threshold and typed right); "type" by image channel, where known; and what the wrong types
-were. Then, for both measures, arm B's mean minus arm A's, as ``paired_detection.py`` does
-for detection. Experiment code for docs/trust.md; it trains nothing and writes nothing.
+threshold and typed right); "type" by class (with several) and by image channel (where
+known); and what the wrong types were. Then, for both measures, arm B's mean minus arm A's,
+as ``paired_detection.py`` does for detection. Experiment code for docs/trust.md; it trains
+nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def main() -> None:
         print(f"  type {_mean_ci(typed.astype(float), patients)}; answer "
               f"{_mean_ci(answer.astype(float), patients)}; wrong types: "
               + (", ".join(f"{n} {k}" for n, k in wrong.most_common()) or "none"))
+        if len(set(labels.tolist())) > 1:
+            print("  type by class: " + ", ".join(
+                f"{names[c]} {typed[labels == c].mean():.3f} ({(labels == c).sum()})"
+                for c in sorted(set(labels.tolist()))))
         channels = np.array([-1 if r.channel is None else r.channel for r in records])
         for c in sorted(set(channels.tolist()) - {-1}):
             keep = channels == c

@@ -339,10 +339,35 @@ def test_robustness_command_scores_every_corruption_and_probe(calibrated: Path,
     from tumorscope.experiments.robustness import CORRUPTIONS, PROBES
 
     assert set(scores["corruptions"]) == set(CORRUPTIONS)
-    assert all(0 <= c["accuracy"] <= 1 for c in scores["corruptions"].values())
+    assert all(0 <= c["accuracy"] <= 1 and 0 <= c["type_accuracy"] <= 1
+               for c in scores["corruptions"].values())
     assert set(scores["probes"]) == set(PROBES)
     assert scores["probes"]["text page"] == 1.0 and scores["probes"]["colour photograph"] == 1.0
-    assert "| JPEG |" in (tmp_path / "rob" / "robustness.md").read_text()
+    table = (tmp_path / "rob" / "robustness.md").read_text()
+    assert "| JPEG |" in table and "acc / type / Dice / AUROC / flagged" in table
+
+
+@pytest.mark.parametrize(("classes", "probs", "decided", "kind"), [
+    (["meningioma", "glioma", "pituitary", "no tumour"], [0.05, 0.15, 0.1, 0.7],
+     ("no tumour", False), 1),  # not found, yet asked "which one", glioma
+    (["meningioma", "glioma", "pituitary", "no tumour"], [0.1, 0.2, 0.6, 0.1],
+     ("pituitary", True), 2),
+    (["meningioma", "glioma", "pituitary"], [0.5, 0.3, 0.2], ("meningioma", None), 0),
+])
+def test_the_tumour_type_is_read_apart_from_the_decision(
+        classes: list[str], probs: list[float], decided: tuple[str, bool | None],
+        kind: int) -> None:
+    from tumorscope.checkpoint.card import Calibration, ModelCard
+    from tumorscope.inference.joint import JointInferer
+
+    none = "no tumour" if "no tumour" in classes else None
+    card = ModelCard(task="joint", classes=classes, model={},
+                     preprocessing={"input_size": 8, "in_channels": 1},
+                     calibration=Calibration(fitted_on="validation", no_tumour_class=none,
+                                             tumour_threshold=0.5))
+    inferer = JointInferer(runner=None, card=card)  # type: ignore[arg-type]  # not run
+    assert inferer.decide(np.array(probs)) == decided
+    assert inferer.tumour_type(np.array(probs)) == kind
 
 
 def test_robustness_scores_the_named_corruptions_only(calibrated: Path, tmp_path: Path) -> None:

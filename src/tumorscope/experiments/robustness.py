@@ -4,8 +4,10 @@ whether they flag what is not brain MRI at all.
 1. **Corruptions**: every held-out slice (an even spread of the first model's test fold) is
    degraded by one artefact at a time (bias field, ghosting, motion, spike, blur, noise, lower
    resolution, JPEG, gamma; the training augmentation's transforms, each always on, seeded) and
-   each model is scored on it: accuracy of the decided label, tumour Dice, detection AUROC
-   and the share flagged as unfamiliar.
+   each model is scored on it: accuracy of the decided label, tumour-type accuracy (the
+   likeliest tumour class on tumour slices, whatever the "no tumour" decision, so that "is it
+   a tumour" and "which one" are read apart), tumour Dice, detection AUROC and the share
+   flagged as unfamiliar.
 2. **Probe images** that are not MRI (noise, text pages, textures, colour photographs, nearly
    blank frames), generated here: the share each model flags as unlike its training data.
 """
@@ -95,7 +97,7 @@ class ModelScores:
 
 def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray],
            masks: list[np.ndarray]) -> dict[str, float | None]:
-    labels, preds, tumour_p, dice, flagged = [], [], [], [], []
+    labels, preds, types, tumour_p, dice, flagged = [], [], [], [], [], []
     classes = inferer.classes
     outputs = inferer.predict_batch(  # batches of 16, as evaluation runs
         arrays, outlines=inferer.outlines_of([r.outline for r in records]))
@@ -104,6 +106,7 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
         label, found = inferer.decide(p)
         labels.append(record.label)
         preds.append(classes.index(label))
+        types.append(inferer.tumour_type(p))
         tumour_p.append(inferer.tumour_probability(p))
         m = np.zeros_like(m) if found is False else m
         outlined = mask.any() and inferer.segments  # a classifier has no Dice
@@ -111,10 +114,13 @@ def _score(inferer: JointInferer, records: list[Record], arrays: list[np.ndarray
         flagged.append(not inferer.verdict(array, distance)["in_distribution"])
     labels_a, preds_a = np.array(labels), np.array(preds)
     detect = None
+    tumours = labels_a != inferer.no_tumour  # every slice for a model without the class
     if inferer.no_tumour is not None:
-        detect = auroc(np.array(tumour_p, float), labels_a != inferer.no_tumour)
+        detect = auroc(np.array(tumour_p, float), tumours)
     d = np.array(dice)
+    typed = np.array(types)[tumours] == labels_a[tumours]
     return {"accuracy": float((labels_a == preds_a).mean()),
+            "type_accuracy": float(typed.mean()) if typed.size else None,
             "dice_mean_tumour": float(np.nanmean(d)) if np.isfinite(d).any() else None,
             "detection_auroc": detect, "flagged": float(np.mean(flagged))}
 
@@ -162,14 +168,15 @@ def _fmt(value: Any) -> str:
 
 def render_markdown(results: list[ModelScores], limit: int, command: str) -> str:
     """Tables for docs: per corruption and model, then the probe flag rates."""
-    lines = ["| corruption | " + " | ".join(f"`{r.model_id}` acc / Dice / AUROC / flagged"
+    lines = ["| corruption | " + " | ".join(f"`{r.model_id}` acc / type / Dice / AUROC / flagged"
                                              for r in results) + " |",
              "| --- |" + " --- |" * len(results)]
     for name in [c for c in CORRUPTIONS if c in results[0].corruptions]:
         cells = []
         for r in results:
             c = r.corruptions[name]
-            cells.append(f"{_fmt(c['accuracy'])} / {_fmt(c['dice_mean_tumour'])} / "
+            cells.append(f"{_fmt(c['accuracy'])} / {_fmt(c.get('type_accuracy'))} / "
+                         f"{_fmt(c['dice_mean_tumour'])} / "
                          f"{_fmt(c['detection_auroc'])} / {_fmt(c['flagged'])}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     probe_lines = ["| probe images | " + " | ".join(f"`{r.model_id}` flagged"
@@ -178,5 +185,6 @@ def render_markdown(results: list[ModelScores], limit: int, command: str) -> str
     probe_lines += [f"| {k} | " + " | ".join(f"{r.probes[k]:.0%}" for r in results) + " |"
                     for k in PROBES]
     return (f"Held-out slices: {limit} spread over the first model's test fold (accuracy and "
-            "Dice on the slices whose class the model knows).\n\n" + "\n".join(lines) +
+            "Dice on the slices whose class the model knows; type: the likeliest tumour "
+            "class on tumour slices, whatever the \"no tumour\" decision).\n\n" + "\n".join(lines) +
             "\n\n" + "\n".join(probe_lines) + f"\n\nCommand:\n```\n{command}\n```\n")

@@ -189,8 +189,13 @@ class JointInferer:
         found = tumour >= (0.5 if threshold is None else threshold)
         if not found:
             return self.classes[self.no_tumour], False  # type: ignore[index]
+        return self.classes[self.tumour_type(probs)], True
+
+    def tumour_type(self, probs: np.ndarray) -> int:
+        """Index of the likeliest tumour class, whatever the "no tumour" probability: the
+        answer to "which tumour is it?" asked of a slice that has one."""
         others = [i for i in range(len(self.classes)) if i != self.no_tumour]
-        return self.classes[max(others, key=lambda i: probs[i])], True
+        return max(others, key=lambda i: float(probs[i]))
 
     def verdict(self, array: np.ndarray, distance: float | None) -> dict[str, Any]:
         """In-distribution verdict: input checks on the raw pixels, and the feature
