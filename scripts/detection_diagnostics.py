@@ -30,6 +30,7 @@ from tumorscope.data.records import Record
 from tumorscope.data.registry import load_index
 from tumorscope.data.slices import load_record
 from tumorscope.data.splits import make_split
+from tumorscope.experiments.robustness import corrupt
 from tumorscope.inference.joint import JointInferer, sigmoid
 from tumorscope.inference.predictor import Predictor
 from tumorscope.inference.runtime import TorchRunner
@@ -55,18 +56,21 @@ def fold_records(predictor: Predictor, sources: list[str], fold: int) -> list[Re
     return make_split(index, cfg.data.folds, fold, None, cfg.seed, cfg.data.fold_source).test
 
 
-def batches(inferer: JointInferer, records: list[Record], size: int = 32
-            ) -> Iterator[np.ndarray]:
-    """Network inputs, ``size`` slices at a time."""
+def batches(inferer: JointInferer, records: list[Record], size: int = 32,
+            corruption: str = "none") -> Iterator[np.ndarray]:
+    """Network inputs, ``size`` slices at a time, each degraded by ``corruption`` (one of
+    ``tumorscope robustness``'s, seeded by the slice's place)."""
     for start in range(0, len(records), size):
-        chunk = records[start:start + size]
-        yield np.stack([inferer.pre(load_record(r)[0], r.image) for r in chunk])
+        chunk = [(start + i, load_record(r)) for i, r in enumerate(records[start:start + size])]
+        yield np.stack([inferer.pre(pixels if corruption == "none"
+                                    else corrupt(pixels, corruption, i, mask))
+                        for i, (pixels, mask) in chunk])
 
 
-def run(inferer: JointInferer, records: list[Record]) -> Scores:
+def run(inferer: JointInferer, records: list[Record], corruption: str = "none") -> Scores:
     """Class probabilities and mask-derived scores of every record."""
     probs, peak, area = [], [], []
-    for batch in batches(inferer, records):
+    for batch in batches(inferer, records, corruption=corruption):
         out = inferer.runner(batch)
         probs.append(softmax(out["class_logits"], inferer.calibration.temperature))
         masks = sigmoid(out["mask_logits"])
@@ -101,9 +105,8 @@ def decision_line(inferer: JointInferer, scores: Scores, records: list[Record],
     assert k is not None
     score = 1 - scores.probs[:, k]
     found = score >= inferer.calibration.tumour_threshold
-    kinds = [i for i in range(scores.probs.shape[1]) if i != k]
     labels = np.array([r.label for r in records])
-    typed = np.array(kinds)[scores.probs[:, kinds].argmax(1)] == labels
+    typed = np.array([inferer.tumour_type(row) for row in scores.probs]) == labels
     alarms = f"{found[~tumour].mean():.1%}" if (~tumour).any() else "n/a"
     return (f"AUROC {_auroc(score, tumour)}, caught {found[tumour].mean():.1%}, false alarms "
             f"{alarms}, tumour type {typed[tumour].mean():.3f}")

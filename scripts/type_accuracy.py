@@ -7,7 +7,8 @@ fold (default 0, the held-out one): the accuracy of the highest tumour class ("t
 question "which tumour is it?" asked of a slice that has one) with a patient-bootstrap 95%
 interval; the accuracy of the whole answer ("answer": found at the calibrated "no tumour"
 threshold and typed right); "type" by class (with several) and by image channel (where
-known); and what the wrong types were. Then, for both measures, arm B's mean minus arm A's,
+known); and what the wrong types were; optionally with every slice degraded by one of
+``tumorscope robustness``'s corruptions. Then, for both measures, arm B's mean minus arm A's,
 as ``paired_detection.py`` does for detection. Experiment code for docs/trust.md; it trains
 nothing and writes nothing.
 """
@@ -22,6 +23,7 @@ from arms import add_arm_arguments, compare, split_arms
 from detection_diagnostics import fold_records, run
 
 from tumorscope.data.slices import load_record
+from tumorscope.experiments.robustness import CORRUPTIONS
 from tumorscope.inference.joint import JointInferer
 from tumorscope.inference.predictor import Predictor
 from tumorscope.metrics import bootstrap_ci
@@ -37,6 +39,8 @@ def main() -> None:
     add_arm_arguments(parser, "model folder")
     parser.add_argument("--sources", nargs="+", required=True)
     parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--corruption", default="none", choices=list(CORRUPTIONS),
+                        help="degrade every slice as tumorscope robustness does")
     args = parser.parse_args()
     arm_a, arm_b = split_arms(args)
     typed_cols, answer_cols = [], []
@@ -54,10 +58,9 @@ def main() -> None:
             patients = np.array([r.patient for r in records])
         elif [r.id for r in records] != first:
             raise SystemExit(f"{path}: its fold {args.fold} is not the first model's")
-        probs = run(inferer, records).probs
+        probs = run(inferer, records, args.corruption).probs
         none = inferer.no_tumour
-        kinds = np.array([i for i in range(probs.shape[1]) if i != none])
-        called = kinds[probs[:, kinds].argmax(1)]
+        called = np.array([inferer.tumour_type(row) for row in probs])
         labels = np.array([r.label for r in records])
         typed = called == labels
         found = 1 - probs[:, none] >= inferer.calibration.tumour_threshold
@@ -67,7 +70,7 @@ def main() -> None:
         names = inferer.classes
         wrong = Counter(names[c] for c in called[~typed])
         print(f"{path} on {'+'.join(args.sources)} fold {args.fold}: {len(records)} tumour "
-              f"slices of {len(set(patients.tolist()))} patients")
+              f"slices of {len(set(patients.tolist()))} patients, corruption {args.corruption}")
         print(f"  type {_mean_ci(typed.astype(float), patients)}; answer "
               f"{_mean_ci(answer.astype(float), patients)}; wrong types: "
               + (", ".join(f"{n} {k}" for n, k in wrong.most_common()) or "none"))

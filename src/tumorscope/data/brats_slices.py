@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -139,15 +141,26 @@ def export_case(case: BratsCase, out: Path, settings: SliceExport) -> list[dict[
 
 def export_slices(root: Path, out: Path, settings: SliceExport = SliceExport()) -> Path:
     """Export every labelled case under ``root`` into ``out`` (skipped when complete)."""
-    from tumorscope.progress import track
-
     if (out / "meta.csv").is_file():
         return out
     folders = sorted(p for p in root.iterdir() if p.is_dir() and any(
         f.name.lower().endswith(EXTENSIONS) for f in p.iterdir()))
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a folder of this process's own: two processes exporting at once must not share one
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        return _export_into(folders, tmp, out, root, settings)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export_into(folders: list[Path], tmp: Path, out: Path, root: Path,
+                 settings: SliceExport) -> Path:
+    """Export ``folders`` into ``tmp``, then rename it to ``out`` unless another process
+    completed ``out`` meanwhile."""
+    from tumorscope.progress import track
+
+    (tmp / "images").mkdir()
     (tmp / "masks").mkdir()
     rows: list[dict[str, object]] = []
     for folder in track(folders, "BraTS slices"):
@@ -155,7 +168,6 @@ def export_slices(root: Path, out: Path, settings: SliceExport = SliceExport()) 
             continue
         rows += export_case(read_case(folder), tmp, settings)
     if not rows:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ScanReadError(root, "no BraTS case folder with a segmentation to slice")
     with (tmp / "meta.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -163,8 +175,14 @@ def export_slices(root: Path, out: Path, settings: SliceExport = SliceExport()) 
         writer.writerows(rows)
     (tmp / "export.json").write_text(json.dumps({"format": EXPORT_FORMAT, "source": str(root),
                                                  **asdict(settings)}, indent=2))
+    if (out / "meta.csv").is_file():  # another process finished first: keep its export
+        return out
     shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if not (out / "meta.csv").is_file():
+            raise
     return out
 
 
