@@ -47,6 +47,16 @@ def test_unknown_override_lists_valid_keys() -> None:
         load_config(None, ["trainer.epoch=3"])
 
 
+def test_mapping_override_without_space_after_colon() -> None:
+    """``{figshare:2}`` is YAML for a key 'figshare:2' without a value: named, not a type
+    error about None; with the space it sets the value."""
+    with pytest.raises(ConfigError, match=r"'figshare:2' reads as a key without a value.*"
+                                          r"\{figshare: 2\}"):
+        load_config(None, ["data.source_weights={figshare:2}"])
+    assert load_config(None, ["data.source_weights={figshare: 2}"]).data.source_weights == {
+        "figshare": 2}
+
+
 def test_test_fold_cannot_be_validation_fold() -> None:
     with pytest.raises(ConfigError, match="val_fold must differ"):
         load_config(None, ["data.val_fold=0", "data.test_fold=0"])

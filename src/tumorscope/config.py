@@ -551,7 +551,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    squeezed = _colon_without_space(value)
+    if squeezed is not None:
+        name, _, rest = squeezed.partition(":")
+        raise ConfigError(text, f"{squeezed!r} reads as a key without a value; YAML needs a "
+                                f"space after the colon: {{{name}: {rest}}}")
     return key.split("."), value
+
+
+def _colon_without_space(value: Any) -> str | None:
+    """The first mapping key in ``value`` that looks like ``name:value`` and has no value
+    (YAML's reading of ``{figshare:2}``), else None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if item is None and isinstance(key, str) and ":" in key.strip(":"):
+                return key
+            found = _colon_without_space(item)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        return next((k for k in map(_colon_without_space, value) if k is not None), None)
+    return None
 
 
 def _apply(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
