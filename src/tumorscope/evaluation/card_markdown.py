@@ -42,7 +42,9 @@ UNSEEN = {
            "data were not.",
     "mri-mix": "Healthy volunteers' scans were never seen (tumour-free slices come from tumour "
                "patients), nor diffusion, perfusion, CT, paediatric data or tumour types other "
-               "than the three.",
+               "than the three. Meningiomas and pituitary tumours were seen only as figshare's "
+               "T1-CE slices with the skull: under another contrast, or skull stripped, more "
+               "than half of the held-out meningiomas were called gliomas (docs/trust.md).",
 }
 
 
