@@ -59,8 +59,14 @@ def test_held_out_metrics_reproduce(model: Path, shared_data: Path, tmp_path: Pa
     mine = {r.id: (r.predicted, r.dice) for r in fresh.per_image}
     theirs = {r.id: (r.predicted, r.dice) for r in committed.per_image}
     assert mine.keys() == theirs.keys()
-    assert all(mine[k][0] == theirs[k][0] and mine[k][1] == pytest.approx(theirs[k][1], abs=1e-9)
-               for k in mine)  # every slice, not just the means
+    assert all(mine[k][0] == theirs[k][0] for k in mine)  # every slice's class, exactly
+    # every slice's Dice: the same to the last digit on the CPU that wrote the file; another
+    # CPU's float kernels (AVX-512 or not) may flip a pixel at the mask threshold here and
+    # there (seen: 1 slice in 542 and in 1464, Dice off by 1e-4), never more than that
+    moved = {k: abs((mine[k][1] or 0.0) - (theirs[k][1] or 0.0)) for k in mine}
+    flipped = {k: d for k, d in moved.items() if d > 1e-9}
+    assert len(flipped) <= max(1, len(moved) // 200) and all(d < 2e-3 for d in flipped.values()), (
+        f"per-slice Dice moved on {len(flipped)} slices: {sorted(flipped.items())[:5]}")
 
 
 @pytest.mark.realdata

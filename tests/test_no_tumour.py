@@ -663,3 +663,27 @@ trainer: {{epochs: 1, batch_size: 8, accelerator: cpu, log_every_n_steps: 1}}
         res = cli("train", "--config", str(config("bad", model, sources)), cwd=tmp_path)
         assert res.returncode == 2 and blamed in res.stderr, res.stderr[-2000:]
         assert "Traceback" not in res.stderr
+
+
+# -- the tumour type from some datasets only (loss.type_sources) -----------------------------
+
+def test_a_run_with_the_type_from_figshare_only_trains_and_a_typo_is_one_line(
+        mix: Path, tmp_path: Path) -> None:
+    config = tmp_path / "typed.yaml"
+    config.write_text(f"""name: typed
+data: {{dataset: mri-mix, root: {mix}, test_fold: 0, val_fold: 1}}
+model: {{arch: unet, encoder: resnet18, encoder_weights: none, attention: none, input_size: 32}}
+ema: {{enabled: false}}
+output: {{root: {tmp_path / 'runs'}}}
+trainer: {{epochs: 1, batch_size: 8, accelerator: cpu, log_every_n_steps: 1}}
+""")
+    res = cli("train", "--config", str(config), "loss.type_sources=[figshare]", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(next((tmp_path / "runs" / "typed").rglob("metrics.csv")).open()))
+    assert any(r.get("train/cls_loss") for r in rows)
+    assert (tmp_path / "runs" / "typed" / "model" / "model.safetensors").is_file()
+    res = cli("train", "--config", str(config), "loss.type_sources=[figshar]",
+              "output.run_name=typo", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "loss.type_sources: ['figshar'] are not datasets of these slices" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "runs" / "typo" / "model").exists()

@@ -128,6 +128,18 @@ class JointLossConfig(_Strict):
     source_adversary: SourceAdversaryConfig | None = Field(
         None, description="make slices of one class look alike across datasets, so the "
         "dataset a slice resembles stops being a cue for its class; None: off")
+    type_sources: list[str] | None = Field(
+        None, description="the datasets whose tumour slices teach the tumour type; a tumour "
+        "slice of another dataset teaches only 'a tumour' (the summed probability of the "
+        "tumour classes), so its sequence or look cannot come to stand for its type; needs a "
+        "'no tumour' class. None: every dataset")
+
+    @model_validator(mode="after")
+    def _type_sources(self) -> JointLossConfig:
+        names = self.type_sources
+        if names is not None and (not names or len(set(names)) != len(names)):
+            raise ValueError("type_sources names one or more distinct datasets (or is null)")
+        return self
 
 
 class OptimConfig(_Strict):

@@ -71,6 +71,24 @@ def dataset_indices(records: Sequence[Record], names: list[str] | None,
     return [names.index(str(r.outline)) for r in records]
 
 
+def typed_flags(records: Sequence[Record], names: list[str] | None) -> list[bool]:
+    """Whether each record's label teaches its tumour type: its dataset (``Record.outline``)
+    is among ``names``; all True without names."""
+    if names is None:
+        return [True] * len(records)
+    return [r.outline in names for r in records]
+
+
+def check_type_sources(records: Sequence[Record], names: list[str] | None) -> None:
+    """A ``loss.type_sources`` name that is none of the records' datasets is a one-line
+    error (a typo would otherwise silently teach no tumour type at all)."""
+    present = sorted({str(r.outline) for r in records if r.outline is not None})
+    unknown = sorted(set(names or []) - set(present))
+    if unknown:
+        raise ConfigError("loss.type_sources", f"{unknown} are not datasets of these slices "
+                          f"(datasets: {present or 'none: not a mixed collection'})")
+
+
 def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
     """Each record's mask output: the position of its dataset in ``outlines``."""
     return dataset_indices(records, outlines, "model.outlines")
@@ -78,17 +96,20 @@ def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> li
 
 class SliceDataset(Dataset):
     """Samples ``{"image": (C,S,S) float, "mask": (1,S,S) float, "label": int, "index": int,
-    "outline": int, "source": int}`` (``outline``: which mask output learns this slice's
-    mask; ``source``: its dataset's position in ``sources``, 0 without)."""
+    "outline": int, "source": int, "typed": bool}`` (``outline``: which mask output learns
+    this slice's mask; ``source``: its dataset's position in ``sources``, 0 without;
+    ``typed``: whether its label teaches the tumour type, see ``typed_flags``)."""
 
     def __init__(self, records: Sequence[Record], channels: int, size: int, normalization: str,
                  stats: tuple[float, float] | None = None, augment: Any = None,
                  cache: bool = False, outlines: list[str] | None = None,
-                 pack: SlicePack | None = None, sources: list[str] | None = None) -> None:
+                 pack: SlicePack | None = None, sources: list[str] | None = None,
+                 typed_sources: list[str] | None = None) -> None:
         self.records = list(records)
         self.pack = pack
         self.outline = outline_indices(self.records, outlines)
         self.source = dataset_indices(self.records, sources, "loss.source_adversary.sources")
+        self.typed = typed_flags(self.records, typed_sources)
         self.channels, self.size = channels, size
         self.normalization, self.stats = normalization, stats
         self.augment = augment
@@ -132,7 +153,8 @@ class SliceDataset(Dataset):
         return {"image": torch.from_numpy(image),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
                 "label": int(self.records[index].label), "index": index,
-                "outline": self.outline[index], "source": self.source[index]}
+                "outline": self.outline[index], "source": self.source[index],
+                "typed": self.typed[index]}
 
 
 def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
@@ -165,13 +187,16 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     outlines = getattr(m, "outlines", None)
     adversary = getattr(cfg.loss, "source_adversary", None)
     sources = adversary.sources if adversary is not None else None
+    typed = getattr(cfg.loss, "type_sources", None)
+    check_type_sources([*split.train, *split.val], typed)
     # persistent workers would keep the dataset of the first epoch, at its input size
     resizing = any(s.input_size is not None for s in getattr(cfg, "stages", []))
     pack = read_pack(cfg) if cfg.data.pack else None
     cache = cfg.data.cache and pack is None  # a pack is already in memory
     train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
                             augment=build_augment(cfg.augment), cache=cache,
-                            outlines=outlines, pack=pack, sources=sources)
+                            outlines=outlines, pack=pack, sources=sources,
+                            typed_sources=typed)
     stats = dataset_stats(train_ds) if m.normalization == "global" else None
     train_ds.stats = stats
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
@@ -182,7 +207,8 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     if not split.val:
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
-                          cache=cache, outlines=outlines, pack=pack, sources=sources)
+                          cache=cache, outlines=outlines, pack=pack, sources=sources,
+                          typed_sources=typed)
     order = EpochOrder(len(val_ds), cfg.training_seed, shuffle=False, pad=False)
     val = ResumableLoader(val_ds, order, **kw)
     return Loaders(train, val, stats)

@@ -54,6 +54,7 @@ class JointTask(EmaModule):
                                        load_pretrained=load_pretrained)
         self._setup_weights(self.cfg, load_pretrained)
         self.seg_loss = _segmentation_loss(self.cfg.loss.segmentation)
+        self.no_tumour = self._no_tumour_class()
         self.tap = FeatureTap()
         self.adversary = self._source_adversary()
         self._reset_val()
@@ -72,6 +73,15 @@ class JointTask(EmaModule):
         dim = int(cast(list[int], encoder.out_channels)[-1])
         return SourceAdversary(dim, len(self.classes), len(adversary.sources))
 
+    def _no_tumour_class(self) -> int | None:
+        """The "no tumour" class, which ``loss.type_sources`` needs; None when it is off."""
+        if self.cfg.loss.type_sources is None:
+            return None
+        if "no tumour" not in self.classes:
+            raise ConfigError("loss.type_sources", "needs a 'no tumour' class (data.dataset: "
+                              f"mri-mix); these classes are {self.classes}")
+        return self.classes.index("no tumour")
+
     # -- steps -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(x)
@@ -79,10 +89,23 @@ class JointTask(EmaModule):
     def _losses(self, batch: dict[str, Any], mask_logits: torch.Tensor,
                 class_logits: torch.Tensor) -> dict[str, torch.Tensor]:
         seg = self.seg_loss(own_outline(mask_logits, batch.get("outline")), batch["mask"])
-        cls = F.cross_entropy(class_logits, batch["label"],
-                              label_smoothing=self.cfg.loss.label_smoothing)
+        cls = self._class_loss(class_logits, batch["label"], batch.get("typed"))
         total = self.cfg.loss.segmentation_weight * seg + self.cfg.loss.classification_weight * cls
         return {"loss": total, "seg_loss": seg, "cls_loss": cls}
+
+    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
+                    typed: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy; a tumour slice whose dataset is not in ``loss.type_sources`` scores
+        only the summed probability of the tumour classes (its type left open)."""
+        smoothing = self.cfg.loss.label_smoothing
+        if self.no_tumour is None or typed is None or bool(typed.all()):
+            return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        exact = F.cross_entropy(logits, labels, label_smoothing=smoothing, reduction="none")
+        log_p = logits.float().log_softmax(1)
+        tumour = [c for c in range(logits.shape[1]) if c != self.no_tumour]
+        any_tumour = -log_p[:, tumour].logsumexp(1)
+        open_type = ~typed & (labels != self.no_tumour)
+        return torch.where(open_type, any_tumour.to(exact.dtype), exact).mean()
 
     def _adversary_loss(self, adversary: SourceAdversary,
                         batch: dict[str, Any]) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""``loss.type_sources``: tumour slices of the named datasets teach the tumour type; the
+others teach only "a tumour" (tasks/joint.py, data/slices.py), so a dataset's sequences or
+look cannot come to stand for the type its tumours happen to share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+CLASSES = ["meningioma", "glioma", "pituitary", "no tumour"]
+
+
+def _task(type_sources: list[str] | None, classes: list[str] = CLASSES):  # type: ignore[no-untyped-def]
+    from tumorscope.config import JointExperiment
+    from tumorscope.tasks.joint import JointTask
+
+    cfg = JointExperiment.model_validate({
+        "model": {"encoder": "resnet18", "encoder_weights": None, "input_size": 64},
+        "ema": {"enabled": False}, "loss": {"type_sources": type_sources}})
+    return JointTask(cfg.model_dump(mode="json"), classes, load_pretrained=False)
+
+
+def test_an_open_type_scores_the_tumour_classes_together() -> None:
+    task = _task(["figshare"])
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0], [0.0, 3.0, 0.0, 1.0], [0.1, 0.2, 0.3, 2.0]],
+                          requires_grad=True)
+    labels = torch.tensor([1, 1, 3])  # glioma, glioma, no tumour
+    typed = torch.tensor([False, True, False])
+    loss = task._class_loss(logits, labels, typed)
+    log_p = logits.log_softmax(1)
+    expected = (-log_p[0, :3].logsumexp(0) - log_p[1, 1] - log_p[2, 3]) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # the open-type glioma pushes no tumour class above another: equal gradient on all three
+    # relative to their probabilities, none toward "glioma" in particular
+    loss.backward()
+    assert logits.grad is not None
+    grad = logits.grad[0]
+    p = logits.softmax(1)[0].detach()
+    ratios = grad[:3] / p[:3]
+    assert torch.allclose(ratios, ratios[0].expand(3), rtol=1e-5)
+    assert grad[3] > 0  # and away from "no tumour"
+    # moving probability among the tumour classes leaves its loss unchanged
+    swapped = logits.detach()[:1, [1, 0, 2, 3]]
+    assert task._class_loss(swapped, labels[:1], typed[:1]).item() == pytest.approx(
+        task._class_loss(logits.detach()[:1], labels[:1], typed[:1]).item(), rel=1e-6)
+
+
+def test_every_slice_typed_is_plain_cross_entropy() -> None:
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 1])
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    assert _task(["figshare"])._class_loss(logits, labels, torch.ones(5, dtype=torch.bool)) \
+        .item() == pytest.approx(plain.item())
+    # off: the flags are ignored, an untyped glioma still teaches "glioma"
+    assert _task(None)._class_loss(logits, labels, torch.zeros(5, dtype=torch.bool)) \
+        .item() == pytest.approx(plain.item())
+    # ... which is not what the open type does
+    open_type = _task(["figshare"])._class_loss(logits, labels, torch.zeros(5, dtype=torch.bool))
+    assert open_type.item() < plain.item()
+
+
+def test_it_needs_a_no_tumour_class() -> None:
+    from tumorscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^loss\.type_sources: needs a 'no tumour' class"):
+        _task(["figshare"], ["meningioma", "glioma", "pituitary"])
+    _task(None, ["meningioma", "glioma", "pituitary"])  # off: any classes
+
+
+def test_slices_know_whether_they_teach_the_type_and_a_typo_is_blamed() -> None:
+    from tumorscope.data.records import Record
+    from tumorscope.data.slices import check_type_sources, typed_flags
+    from tumorscope.errors import ConfigError
+
+    records = [Record(f"{s}/1", Path("x.png"), None, 1, "p", source=s)
+               for s in ("figshare", "lgg", "brats")]
+    mirrored = Record("figshare-mirror/1", Path("x.png"), None, 3, "p",
+                      source="figshare-mirror", synthesis="mirror")
+    assert typed_flags([*records, mirrored], ["figshare"]) == [True, False, False, True]
+    assert typed_flags(records, None) == [True, True, True]
+    check_type_sources(records, ["figshare", "brats"])
+    check_type_sources(records, None)
+    with pytest.raises(ConfigError, match=r"^loss\.type_sources: \['figshar'\] are not datasets"):
+        check_type_sources(records, ["figshar"])
+    plain = Record("1", Path("x.png"), None, 0, "p")
+    with pytest.raises(ConfigError, match="not a mixed collection"):
+        check_type_sources([plain], ["figshare"])
+
+
+def test_the_setting_names_distinct_datasets() -> None:
+    from pydantic import ValidationError
+
+    from tumorscope.config import JointLossConfig
+
+    assert JointLossConfig.model_validate({"type_sources": ["figshare"]}).type_sources == [
+        "figshare"]
+    assert JointLossConfig().type_sources is None
+    for bad in ([], ["lgg", "lgg"]):
+        with pytest.raises(ValidationError):
+            JointLossConfig.model_validate({"type_sources": bad})
