@@ -38,6 +38,8 @@ def test_train_kill_resume_evaluate_predict(tmp_path: Path, mat_dataset: Path) -
     resumed = cli("train", "--resume", str(run), "trainer.epochs=3", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
+    # the EMA copy is in eval mode on purpose; Lightning's count of it is not shown
+    assert "in eval mode at the start" not in resumed.stdout + resumed.stderr
     card = json.loads((run / "model" / "model.json").read_text())
     assert card["classes"] == ["meningioma", "glioma", "pituitary"]
     assert card["data"]["split"]["test_fold"] == 0

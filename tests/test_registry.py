@@ -167,3 +167,20 @@ def test_validation_metrics_use_the_evaluation_code() -> None:
     assert logged["val/acc"] == pytest.approx(expected["accuracy"])
     assert logged["val/macro_f1"] == pytest.approx(expected["macro_f1"])
     assert logged["val/dice"] == pytest.approx(dice.mean())
+
+
+def test_a_module_left_in_eval_mode_is_named_when_training_starts(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tumorscope.config import JointExperiment
+    from tumorscope.tasks.joint import JointTask
+
+    cfg = JointExperiment.model_validate({"model": {"encoder": "resnet18",
+                                                    "encoder_weights": None, "input_size": 64}})
+    task = JointTask(cfg.model_dump(mode="json"), ["a", "b", "c"], load_pretrained=False)
+    with caplog.at_level("WARNING", logger="tumorscope.train"):
+        task.on_train_start()  # the EMA copy is in eval mode: that is no stray
+    assert not caplog.records
+    task.model.segmentation_head.eval()
+    with caplog.at_level("WARNING", logger="tumorscope.train"):
+        task.on_train_start()
+    assert "start training in eval mode" in caplog.text and "segmentation_head" in caplog.text

@@ -40,6 +40,17 @@ class EmaModule(L.LightningModule):
             self.ema = ModelEmaV3(self.model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup)
             self.ema.requires_grad_(False)  # an average, not trained: DDP must not wait for it
 
+    def on_train_start(self) -> None:
+        """Name any module of the trained model left in eval mode. (Lightning's own warning
+        counts the EMA copy, an average that is never trained, and so fires on every run
+        with EMA; ``training/run.py`` silences it in favour of this one.)"""
+        frozen = {id(m) for module in self.frozen for m in module.modules()}
+        stray = [name for name, m in self.model.named_modules()
+                 if not m.training and id(m) not in frozen]
+        if stray:
+            log.warning("%d module(s) of the model start training in eval mode (dropout off, "
+                        "BatchNorm statistics fixed): %s", len(stray), ", ".join(stray[:5]))
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Frozen modules run in eval mode, so their BatchNorm statistics stay as loaded
         (Lightning switches modules back to training mode around validation)."""
