@@ -12,13 +12,15 @@ import torch
 CLASSES = ["meningioma", "glioma", "pituitary", "no tumour"]
 
 
-def _task(type_sources: list[str] | None, classes: list[str] = CLASSES):  # type: ignore[no-untyped-def]
+def _task(type_sources: list[str] | None, classes: list[str] = CLASSES,  # type: ignore[no-untyped-def]
+          smoothing: float = 0.0):
     from tumorscope.config import JointExperiment
     from tumorscope.tasks.joint import JointTask
 
     cfg = JointExperiment.model_validate({
         "model": {"encoder": "resnet18", "encoder_weights": None, "input_size": 64},
-        "ema": {"enabled": False}, "loss": {"type_sources": type_sources}})
+        "ema": {"enabled": False},
+        "loss": {"type_sources": type_sources, "label_smoothing": smoothing}})
     return JointTask(cfg.model_dump(mode="json"), classes, load_pretrained=False)
 
 
@@ -100,3 +102,37 @@ def test_the_setting_names_distinct_datasets() -> None:
     for bad in ([], ["lgg", "lgg"]):
         with pytest.raises(ValidationError):
             JointLossConfig.model_validate({"type_sources": bad})
+
+
+def test_an_open_type_is_smoothed_like_cross_entropy() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.5, -4.0], [0.0, 3.0, 0.0, 1.0]])
+    labels, typed = torch.tensor([1, 3]), torch.tensor([False, False])
+    task = _task(["figshare"], smoothing=0.1)
+    log_p = logits.log_softmax(1)
+    open_type = 0.9 * -log_p[0, :3].logsumexp(0) + 0.1 * -log_p[0].mean()
+    exact = torch.nn.functional.cross_entropy(logits[1:], labels[1:], label_smoothing=0.1)
+    assert task._class_loss(logits, labels, typed).item() == pytest.approx(
+        ((open_type + exact) / 2).item(), rel=1e-6)
+    # smoothing bounds it: "no tumour" driven to nothing no longer lowers the loss for ever
+    lower = logits.clone()
+    lower[0, 3] = -40.0
+    assert task._class_loss(lower[:1], labels[:1], typed[:1]) > task._class_loss(
+        logits[:1], labels[:1], typed[:1])
+
+
+def test_validation_counts_any_tumour_class_right_for_an_open_type() -> None:
+    task = _task(["figshare"]).eval()
+    task.log = lambda *a, **k: None  # type: ignore[method-assign]
+    task.on_validation_epoch_start()
+    labels = torch.tensor([1, 1, 1, 0])  # gliomas of LGG (open, open, open), a figshare one
+    typed = torch.tensor([False, False, False, True])
+    # the model says: meningioma, no tumour, glioma, pituitary
+    logits = torch.tensor([[5.0, 0, 0, 0], [0, 0, 0, 5.0], [0, 5.0, 0, 0], [0, 0, 5.0, 0]])
+    masks = torch.zeros(4, 1, 64, 64)
+    task.eval_model = lambda: (lambda x: (torch.zeros(4, 1, 64, 64), logits))  # type: ignore[method-assign]
+    with torch.no_grad():
+        task.validation_step({"image": torch.zeros(4, 1, 64, 64), "mask": masks,
+                              "label": labels, "typed": typed}, 0)
+    cm = task._cm
+    assert cm[1, 1] == 2 and cm[1, 3] == 1  # open gliomas: "meningioma" right, "no tumour" not
+    assert cm[0, 2] == 1  # a typed slice keeps its exact type

@@ -5,6 +5,7 @@ optimiser step, and ``optim.train_only`` (the rest of the model frozen as loaded
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,16 +41,22 @@ class EmaModule(L.LightningModule):
             self.ema = ModelEmaV3(self.model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup)
             self.ema.requires_grad_(False)  # an average, not trained: DDP must not wait for it
 
+    def setup(self, stage: str) -> None:
+        # Lightning's "Found N module(s) in eval mode at the start of training" counts the EMA
+        # copy, an average that is never trained, so it fires on every run with EMA; set in
+        # each process (spawned ones too), replaced by on_train_start's check
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
     def on_train_start(self) -> None:
-        """Name any module of the trained model left in eval mode. (Lightning's own warning
-        counts the EMA copy, an average that is never trained, and so fires on every run
-        with EMA; ``training/run.py`` silences it in favour of this one.)"""
-        frozen = {id(m) for module in self.frozen for m in module.modules()}
-        stray = [name for name, m in self.model.named_modules()
-                 if not m.training and id(m) not in frozen]
-        if stray:
-            log.warning("%d module(s) of the model start training in eval mode (dropout off, "
-                        "BatchNorm statistics fixed): %s", len(stray), ", ".join(stray[:5]))
+        """Name any module that trains but starts in eval mode (not the EMA copy, not the
+        frozen modules, which are meant to be)."""
+        meant = {id(m) for module in [*self.frozen, *([self.ema] if self.ema else [])]
+                 for m in module.modules()}
+        stray = [name for name, m in self.named_modules()
+                 if not m.training and id(m) not in meant]
+        if stray and self.global_rank == 0:
+            log.warning("%d module(s) start training in eval mode (dropout off, BatchNorm "
+                        "statistics fixed): %s", len(stray), ", ".join(stray[:5]))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Frozen modules run in eval mode, so their BatchNorm statistics stay as loaded

@@ -96,16 +96,22 @@ class JointTask(EmaModule):
     def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
                     typed: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy; a tumour slice whose dataset is not in ``loss.type_sources`` scores
-        only the summed probability of the tumour classes (its type left open)."""
+        only the summed probability of the tumour classes (its type left open), smoothed
+        the way cross-entropy is."""
         smoothing = self.cfg.loss.label_smoothing
-        if self.no_tumour is None or typed is None or bool(typed.all()):
+        if self.no_tumour is None or typed is None:
             return F.cross_entropy(logits, labels, label_smoothing=smoothing)
         exact = F.cross_entropy(logits, labels, label_smoothing=smoothing, reduction="none")
         log_p = logits.float().log_softmax(1)
         tumour = [c for c in range(logits.shape[1]) if c != self.no_tumour]
-        any_tumour = -log_p[:, tumour].logsumexp(1)
-        open_type = ~typed & (labels != self.no_tumour)
-        return torch.where(open_type, any_tumour.to(exact.dtype), exact).mean()
+        any_tumour = ((1 - smoothing) * -log_p[:, tumour].logsumexp(1)
+                      + smoothing * -log_p.mean(1))
+        return torch.where(self._open_type(labels, typed), any_tumour.to(exact.dtype),
+                           exact).mean()
+
+    def _open_type(self, labels: torch.Tensor, typed: torch.Tensor) -> torch.Tensor:
+        """The tumour slices whose type is left open (``loss.type_sources``)."""
+        return ~typed & (labels != self.no_tumour)
 
     def _adversary_loss(self, adversary: SourceAdversary,
                         batch: dict[str, Any]) -> torch.Tensor:
@@ -144,9 +150,16 @@ class JointTask(EmaModule):
         mask_logits, class_logits = self.eval_model()(batch["image"])
         losses = self._losses(batch, mask_logits, class_logits)
         self.log("val/loss", losses["loss"], sync_dist=True, batch_size=batch["image"].shape[0])
-        # the same metric code as `tumorscope evaluate` (metrics.py), on this batch
-        self._cm += confusion_matrix(batch["label"].cpu().numpy(),
-                                     class_logits.argmax(1).cpu().numpy(), len(self.classes))
+        # the same metric code as `tumorscope evaluate` (metrics.py), on this batch; a slice
+        # whose type is left open counts any tumour class as right, as its loss does, so
+        # model selection does not reward the cue the loss stopped teaching
+        predicted = class_logits.argmax(1)
+        if self.no_tumour is not None and batch.get("typed") is not None:
+            open_type = self._open_type(batch["label"], batch["typed"])
+            predicted = torch.where(open_type & (predicted != self.no_tumour), batch["label"],
+                                    predicted)
+        self._cm += confusion_matrix(batch["label"].cpu().numpy(), predicted.cpu().numpy(),
+                                     len(self.classes))
         pred = (own_outline(mask_logits, batch.get("outline")) > 0).cpu().numpy()[:, 0]
         true = (batch["mask"] > 0.5).cpu().numpy()[:, 0]
         tumour = true.any(axis=(1, 2))

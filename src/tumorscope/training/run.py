@@ -5,7 +5,6 @@ task registry, so this file knows no concrete task."""
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -168,9 +167,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, data_root: str | None = N
         archive_metrics(run_dir)
     (run_dir / CONFIG_NAME).write_text(dump_config(cfg), encoding="utf-8")
     trainer = _trainer(cfg, loaders, callbacks)
-    with safe_unpickling(), warnings.catch_warnings():
-        # it counts the EMA copy; EmaModule.on_train_start names real strays instead
-        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    with safe_unpickling():
         trainer.fit(module, loaders.train, loaders.val, ckpt_path=ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return run_dir / "model"
