@@ -6,10 +6,11 @@ For each model (a ``tumorscope calibrate`` output), on the tumour slices of ``--
 fold (default 0, the held-out one): the accuracy of the highest tumour class ("type", the
 question "which tumour is it?" asked of a slice that has one) with a patient-bootstrap 95%
 interval; the accuracy of the whole answer ("answer": found at the calibrated "no tumour"
-threshold and typed right); "type" by class (with several) and by image channel (where
-known); and what the wrong types were; optionally with every slice degraded by one of
-``tumorscope robustness``'s corruptions. Then, for both measures, arm B's mean minus arm A's,
-as ``paired_detection.py`` does for detection. Experiment code for docs/trust.md; it trains
+threshold and typed right; the type alone for a model without a "no tumour" class); "type"
+by class (with several) and by image channel (where known); and what the wrong types were;
+optionally with every slice degraded by one of ``tumorscope robustness``'s corruptions.
+Then, for both measures, arm B's mean minus arm A's, as ``paired_detection.py`` does for
+detection. Experiment code for docs/trust.md; it trains
 nothing and writes nothing.
 """
 
@@ -49,8 +50,8 @@ def main() -> None:
     for path in [*arm_a, *arm_b]:
         predictor = Predictor.from_checkpoint(path, backend="torch")
         inferer = predictor.inferer
-        if not isinstance(inferer, JointInferer) or inferer.no_tumour is None:
-            raise SystemExit(f"{path}: not a joint model with a 'no tumour' class")
+        if not isinstance(inferer, JointInferer):
+            raise SystemExit(f"{path}: not a joint model")
         records = [r for r in fold_records(predictor, args.sources, args.fold)
                    if load_record(r)[1].any()]
         if first is None:
@@ -63,7 +64,8 @@ def main() -> None:
         called = np.array([inferer.tumour_type(row) for row in probs])
         labels = np.array([r.label for r in records])
         typed = called == labels
-        found = 1 - probs[:, none] >= inferer.calibration.tumour_threshold
+        found = (np.ones(len(records), dtype=bool) if none is None  # always a tumour
+                 else 1 - probs[:, none] >= inferer.calibration.tumour_threshold)
         answer = typed & found
         typed_cols.append(typed)
         answer_cols.append(answer)
