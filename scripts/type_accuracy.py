@@ -10,8 +10,7 @@ threshold and typed right; the type alone for a model without a "no tumour" clas
 by class (with several) and by image channel (where known); and what the wrong types were;
 optionally with every slice degraded by one of ``tumorscope robustness``'s corruptions.
 Then, for both measures, arm B's mean minus arm A's, as ``paired_detection.py`` does for
-detection. Experiment code for docs/trust.md; it trains
-nothing and writes nothing.
+detection. Experiment code for docs/trust.md; it trains nothing and writes nothing.
 """
 
 from __future__ import annotations
