@@ -69,6 +69,8 @@ def test_it_needs_a_no_tumour_class() -> None:
     with pytest.raises(ConfigError, match=r"^loss\.type_sources: needs a 'no tumour' class"):
         _task(["figshare"], ["meningioma", "glioma", "pituitary"])
     _task(None, ["meningioma", "glioma", "pituitary"])  # off: any classes
+    # the names inference and calibration take for "no tumour" (an image-folder collection's)
+    assert _task(["figshare"], ["glioma", "meningioma", "notumor", "pituitary"]).no_tumour == 2
 
 
 def test_slices_know_whether_they_teach_the_type_and_a_typo_is_blamed() -> None:

@@ -19,6 +19,7 @@ from tumorscope.models.joint import own_outline
 from tumorscope.tasks.adversary import FeatureTap, SourceAdversary, ramp
 from tumorscope.tasks.base import EmaModule
 from tumorscope.tasks.optim import configure_optimisation, parameter_groups
+from tumorscope.uncertainty import no_tumour_class
 
 
 def _segmentation_loss(name: str) -> nn.Module:
@@ -77,10 +78,11 @@ class JointTask(EmaModule):
         """The "no tumour" class, which ``loss.type_sources`` needs; None when it is off."""
         if self.cfg.loss.type_sources is None:
             return None
-        if "no tumour" not in self.classes:
+        none = no_tumour_class(self.classes)  # the names inference and calibration accept
+        if none is None:
             raise ConfigError("loss.type_sources", "needs a 'no tumour' class (data.dataset: "
                               f"mri-mix); these classes are {self.classes}")
-        return self.classes.index("no tumour")
+        return self.classes.index(none)
 
     # -- steps -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
