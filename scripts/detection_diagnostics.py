@@ -63,7 +63,7 @@ def batches(inferer: JointInferer, records: list[Record], size: int = 32,
     for start in range(0, len(records), size):
         chunk = [(start + i, load_record(r)) for i, r in enumerate(records[start:start + size])]
         yield np.stack([inferer.pre(pixels if corruption == "none"
-                                    else corrupt(pixels, corruption, i, mask))
+                                    else corrupt(pixels, corruption, i, mask)[0])
                         for i, (pixels, mask) in chunk])
 
 

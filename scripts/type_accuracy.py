@@ -23,7 +23,7 @@ from arms import add_arm_arguments, compare, split_arms
 from detection_diagnostics import fold_records, run
 
 from tumorscope.data.slices import load_record
-from tumorscope.experiments.robustness import CORRUPTIONS
+from tumorscope.experiments.robustness import NAMES
 from tumorscope.inference.joint import JointInferer
 from tumorscope.inference.predictor import Predictor
 from tumorscope.metrics import bootstrap_ci
@@ -39,7 +39,7 @@ def main() -> None:
     add_arm_arguments(parser, "model folder")
     parser.add_argument("--sources", nargs="+", required=True)
     parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--corruption", default="none", choices=list(CORRUPTIONS),
+    parser.add_argument("--corruption", default="none", choices=list(NAMES),
                         help="degrade every slice as tumorscope robustness does")
     args = parser.parse_args()
     arm_a, arm_b = split_arms(args)

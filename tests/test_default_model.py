@@ -89,3 +89,27 @@ def test_demo_predicts_held_out_scans(shared_data: Path, tmp_path: Path) -> None
     # (a classifier draws no outline)
     assert len(list((tmp_path / "demo").rglob("*_overlay.png"))) == \
         len([r for r in records if "case" not in r and r["segmentation"] is not False])
+
+
+def test_a_slice_on_a_wide_canvas_gets_the_same_answer_and_outline() -> None:
+    """A screenshot-like 16:9 canvas around a bundled slice: the default model frames the
+    head as it was trained (square around the head), so the answer is the square slice's and
+    the outline lands on the same place (squashing it halved the Dice, docs/trust.md). The
+    window centres the head, which sits a few pixels off the slice's centre: not pixel-equal."""
+    import numpy as np
+
+    from tumorscope.inference.predictor import Predictor
+    from tumorscope.io import read_scan
+
+    example = REPO / "src" / "tumorscope" / "examples" / "figshare-24-meningioma.jpg"
+    inferer = Predictor.from_checkpoint(DEFAULT, backend="torch").inferer
+    square = read_scan(example).array
+    h, w = square.shape[1:]
+    left = (h * 16 // 9 - w) // 2
+    canvas = np.pad(square, ((0, 0), (0, 0), (left, h * 16 // 9 - w - left)))
+    plain, wide = inferer.predict_batch([square, canvas])
+    assert np.abs(plain.probs - wide.probs).max() < 1e-3
+    assert plain.mask.any() and wide.mask.shape == canvas.shape[1:]
+    assert not wide.mask[:, :left].any() and not wide.mask[:, left + w:].any()
+    back, mask = wide.mask[:, left:left + w], plain.mask
+    assert 2 * (back & mask).sum() / (back.sum() + mask.sum()) > 0.95

@@ -336,15 +336,16 @@ def test_robustness_command_scores_every_corruption_and_probe(calibrated: Path,
               "--out", str(tmp_path / "rob"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     (scores,) = json.loads((tmp_path / "rob" / "robustness.json").read_text())
-    from tumorscope.experiments.robustness import CORRUPTIONS, PROBES
+    from tumorscope.experiments.robustness import NAMES, PROBES
 
-    assert set(scores["corruptions"]) == set(CORRUPTIONS)
+    assert set(scores["corruptions"]) == set(NAMES)
     assert all(0 <= c["accuracy"] <= 1 and 0 <= c["type_accuracy"] <= 1
                for c in scores["corruptions"].values())
     assert set(scores["probes"]) == set(PROBES)
     assert scores["probes"]["text page"] == 1.0 and scores["probes"]["colour photograph"] == 1.0
     table = (tmp_path / "rob" / "robustness.md").read_text()
-    assert "| JPEG |" in table and "acc / type / Dice / AUROC / flagged" in table
+    assert "| JPEG |" in table and "| wide canvas |" in table
+    assert "acc / type / Dice / AUROC / flagged" in table
 
 
 @pytest.mark.parametrize(("classes", "probs", "decided", "kind"), [
@@ -400,15 +401,38 @@ def test_corruptions_change_the_image_and_are_seeded() -> None:
     from tumorscope.experiments.robustness import CORRUPTIONS, corrupt
 
     rng = np.random.default_rng(0)
-    image, _ = blob_slice(64, 1, rng)
-    clean = corrupt(image[None].astype(np.float32), "none", 0)
+    image, mask = blob_slice(64, 1, rng)
+    clean, clean_mask = corrupt(image[None].astype(np.float32), "none", 0, mask)
     for name in CORRUPTIONS:
         if name == "none":
             continue
-        a = corrupt(image[None].astype(np.float32), name, 3)
+        a, a_mask = corrupt(image[None].astype(np.float32), name, 3, mask)
         assert a.shape == clean.shape and a.min() >= 0 and a.max() <= 1
         assert np.abs(a - clean).mean() > 1e-3, name
-        assert np.array_equal(a, corrupt(image[None].astype(np.float32), name, 3)), name
+        assert np.array_equal(a, corrupt(image[None].astype(np.float32), name, 3, mask)[0]), name
+        assert np.array_equal(a_mask, clean_mask), name  # the tumour stays where it was
+
+
+@pytest.mark.parametrize(("name", "shape"), [
+    ("cropped to the head", None), ("wide canvas", (64, 114)), ("landscape crop", (48, 64))])
+def test_reframes_move_the_mask_with_the_pixels(name: str, shape: tuple[int, int] | None
+                                                ) -> None:
+    from tumorscope.experiments.robustness import corrupt
+
+    rng = np.random.default_rng(1)
+    image, mask = blob_slice(64, 1, rng)
+    image[:, :6] = image[:, -6:] = 0  # dark margins left and right, as around a head
+    pixels, moved = corrupt(image[None].astype(np.float32), name, 0, mask)
+    assert pixels.shape[1:] == moved.shape
+    if shape is not None:
+        assert moved.shape == shape
+    else:  # the dark margins are cut away
+        assert moved.shape[1] < 64
+    # the whole tumour, and the same pixels under it, wherever the frame put it
+    scaled = (image - image.min()) / (image.max() - image.min())
+    assert moved.sum() == mask.sum() > 0
+    assert np.allclose(np.sort(pixels[0][moved.astype(bool)]),
+                       np.sort(scaled[mask.astype(bool)]), atol=1e-6)
 
 
 # -- one mask per outline definition (model.outlines) ---------------------------------------

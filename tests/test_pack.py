@@ -112,6 +112,15 @@ def test_damaged_pixels_and_unsafe_uses_are_refused(tmp_path: Path) -> None:
     # computed folds depend on the patients split: a subset cannot borrow them
     with pytest.raises(ConfigError, match="splits its patients differently"):
         read_pack(_config(config, packed, "data.sources=[figshare-mat]"))
+    # a pack from before framing existed squashed its slices: named, to be packed again
+    manifest = json.loads((pack / "pack.json").read_text())
+    assert manifest["settings"]["framing"] == "square around the head"
+    del manifest["settings"]["framing"]
+    (pack / "pack.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="framing 'stretch' there, 'square around the head'"):
+        read_pack(_config(config, packed))
+    manifest["settings"]["framing"] = "square around the head"
+    (pack / "pack.json").write_text(json.dumps(manifest))
     # pixels of another shape are named, not used
     import io
     import lzma

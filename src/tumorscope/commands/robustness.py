@@ -31,13 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run, write JSON and Markdown, print the Markdown."""
     from tumorscope.errors import ConfigError
-    from tumorscope.experiments.robustness import CORRUPTIONS, render_markdown, run_robustness
+    from tumorscope.experiments.robustness import NAMES, render_markdown, run_robustness
     from tumorscope.io.writers import write_json
 
-    unknown = sorted(set(args.corruption or []) - set(CORRUPTIONS))
+    unknown = sorted(set(args.corruption or []) - set(NAMES))
     if unknown:
         raise ConfigError("--corruption", f"unknown corruption {unknown[0]!r} (known: "
-                          f"{', '.join(CORRUPTIONS)})")
+                          f"{', '.join(NAMES)})")
     results = run_robustness(args.checkpoint, args.limit, args.probes, args.data_root,
                              sources=args.sources, corruptions=args.corruption)
     command = "tumorscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -32,6 +32,7 @@ from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.splits import Split, uses_shipped_folds
 from tumorscope.errors import ConfigError, ScanReadError
 from tumorscope.io.writers import atomic_folder
+from tumorscope.transforms.framing import HEAD_SQUARE, STRETCH
 
 FORMAT = 1
 MANIFEST = "pack.json"
@@ -46,7 +47,7 @@ def pack_settings(cfg: SliceExperiment) -> dict[str, Any]:
     return {"dataset": d.dataset, "folds": d.folds, "test_fold": d.test_fold,
             "val_fold": d.val_fold, "fold_source": d.fold_source, "seed": cfg.seed,
             "sources": d.sources, "limit_per_split": d.limit_per_split,
-            "input_size": m.input_size, "in_channels": m.in_channels}
+            "input_size": m.input_size, "in_channels": m.in_channels, "framing": HEAD_SQUARE}
 
 
 @dataclass
@@ -147,6 +148,7 @@ def _read_pack(cfg: SliceExperiment, folder: Path) -> SlicePack:
                           "or set data.pack=null to read the dataset)")
     manifest = _manifest(path)
     theirs, ours = manifest["settings"], pack_settings(cfg)
+    theirs.setdefault("framing", STRETCH)  # packs made before framing existed squashed
     # a pack of every dataset may serve a run on some of them (leave-one-dataset-out)
     widened = theirs.get("sources") is None and ours["sources"] is not None
     differ = sorted(k for k in ours if theirs.get(k) != ours[k]

@@ -22,7 +22,7 @@ from tumorscope.progress import track
 from tumorscope.transforms.pseudo_healthy import mirror_healthy
 from tumorscope.transforms.slice2d import (
     SlicePreprocessing,
-    load_model_input,
+    model_pair,
     normalise,
     resize_mask,
 )
@@ -129,9 +129,9 @@ class SliceDataset(Dataset):
         if self.pack is not None:
             item = self.pack.item(record)
         else:
-            pixels, mask = load_record(record)
-            item = (load_model_input(pixels, self.channels, self.size, record.image)
-                    .astype(np.float16), resize_mask(mask, self.size))
+            image, mask = model_pair(*load_record(record), self.channels, self.size,
+                                     record.image)
+            item = image.astype(np.float16), mask
         if self._cache is not None:
             self._cache[key] = item
         return item
@@ -159,15 +159,18 @@ class SliceDataset(Dataset):
 
 def slice_batches(pre: SlicePreprocessing, records: list[Record], what: str,
                   batch_size: int = 32) -> Iterator[tuple[torch.Tensor, list[np.ndarray]]]:
-    """Model inputs ``(B, C, S, S)`` of ``records`` in order with their reference masks (at
-    the records' own size, read in the same pass), with a progress bar."""
+    """Model inputs ``(B, C, S, S)`` of ``records`` in order with their reference masks as
+    the model's ``(S, S)`` output sees them (framed and resized alike, read in the same
+    pass), with a progress bar."""
     for start in track(range(0, len(records), batch_size), what,
                        total=-(-len(records) // batch_size)):
-        chunk = records[start:start + batch_size]
-        loaded = [load_record(r) for r in chunk]
-        yield (torch.from_numpy(np.stack([pre(pixels, r.image) for r, (pixels, _)
-                                          in zip(chunk, loaded, strict=True)])),
-               [mask for _, mask in loaded])
+        inputs, references = [], []
+        for r in records[start:start + batch_size]:
+            pixels, mask = load_record(r)
+            image, frame = pre.framed(pixels, r.image)
+            inputs.append(image)
+            references.append(resize_mask(frame.crop(mask), pre.input_size))
+        yield torch.from_numpy(np.stack(inputs)), references
 
 
 def dataset_stats(dataset: SliceDataset, max_images: int = 500) -> tuple[float, float]:

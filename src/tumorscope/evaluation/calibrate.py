@@ -38,7 +38,7 @@ from tumorscope.errors import CheckpointError, ConfigError
 from tumorscope.inference.joint import tumour_mask
 from tumorscope.metrics import per_image_dice
 from tumorscope.models.joint import JointWithDistance
-from tumorscope.transforms.slice2d import SlicePreprocessing, resize_mask
+from tumorscope.transforms.slice2d import SlicePreprocessing
 from tumorscope.uncertainty import (
     YOUDEN_RULE,
     auroc,
@@ -92,7 +92,7 @@ def run_network(net: JointWithDistance, pre: SlicePreprocessing, records: list[R
         probs = torch.sigmoid(own.float()).numpy().astype(np.float16)
         for i, (prob, reference) in enumerate(zip(probs, references, strict=True),
                                               start=start):
-            truth = resize_mask(reference, pre.input_size).astype(bool) if keep[i] else None
+            truth = reference.astype(bool) if keep[i] else None
             if truth is not None and truth.any():
                 kept.append((i, prob, truth))
     return NetworkOutputs(np.concatenate(logits),

@@ -6,6 +6,7 @@ from typing import Any
 
 from tumorscope.checkpoint.card import ModelCard
 from tumorscope.evaluation.result import ClassificationResult, EvaluationResult
+from tumorscope.transforms.framing import DESCRIPTIONS
 from tumorscope.transforms.slice2d import SlicePreprocessing
 from tumorscope.uncertainty import YOUDEN_RULE
 
@@ -211,7 +212,8 @@ def render_model_card(card: ModelCard, metrics: EvaluationResult, command: str) 
 ## Model
 - Architecture: {m['arch']} with encoder `{m['encoder']}` ({_initialised(m, train.init_weights)}),
   scSE attention: {m['attention']}, classification head on the encoder.
-- Input: {pre.in_channels} channel, resized to {pre.input_size}x{pre.input_size};
+- Input: {pre.in_channels} channel, {DESCRIPTIONS[pre.framing]},
+  resized to {pre.input_size}x{pre.input_size};
   intensity {pre.intensity}, then `{pre.normalization}` normalisation.
 - Outputs: probabilities for {', '.join(card.classes)}; {_masks_line(m.get('outlines'))}
 - Weights: `model.safetensors` ({card.weights_dtype}), sha256 `{(card.weights_sha256 or '')[:16]}…`.

@@ -17,6 +17,7 @@ from tumorscope.evaluation.card_markdown import (
     trust_section,
 )
 from tumorscope.evaluation.result import EvaluationResult
+from tumorscope.transforms.framing import DESCRIPTIONS
 from tumorscope.transforms.slice2d import SlicePreprocessing
 
 CLASSIFIER_DATA = {
@@ -84,7 +85,8 @@ Slice classifier ({', '.join(card.classes)}) for 2D brain MRI. No tumour outline
 
 ## Model
 - Architecture: {_architecture(card.model, parameter_count(card))}.
-- Input: {pre.in_channels} channel, resized to {pre.input_size}x{pre.input_size};
+- Input: {pre.in_channels} channel, {DESCRIPTIONS[pre.framing]},
+  resized to {pre.input_size}x{pre.input_size};
   intensity {pre.intensity}, then `{pre.normalization}` normalisation.
 - Weights: `model.safetensors` ({card.weights_dtype}), sha256 `{(card.weights_sha256 or '')[:16]}…`.
 

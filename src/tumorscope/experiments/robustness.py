@@ -3,17 +3,19 @@ whether they flag what is not brain MRI at all.
 
 1. **Corruptions**: every held-out slice (an even spread of the first model's test fold) is
    degraded by one artefact at a time (bias field, ghosting, motion, spike, blur, noise, lower
-   resolution, JPEG, gamma; the training augmentation's transforms, each always on, seeded) and
-   each model is scored on it: accuracy of the decided label, tumour-type accuracy (the
-   likeliest tumour class on tumour slices, whatever the "no tumour" decision, so that "is it
-   a tumour" and "which one" are read apart), tumour Dice, detection AUROC and the share
-   flagged as unfamiliar.
+   resolution, JPEG, gamma; the training augmentation's transforms, each always on, seeded),
+   or framed as images from elsewhere often are (cropped tight to the head, on a wide canvas,
+   cropped to landscape; the mask moves with the pixels), and each model is scored on it:
+   accuracy of the decided label, tumour-type accuracy (the likeliest tumour class on tumour
+   slices, whatever the "no tumour" decision, so that "is it a tumour" and "which one" are
+   read apart), tumour Dice, detection AUROC and the share flagged as unfamiliar.
 2. **Probe images** that are not MRI (noise, text pages, textures, colour photographs, nearly
    blank frames), generated here: the share each model flags as unlike its training data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from tumorscope.inference.predictor import Predictor
 from tumorscope.metrics import per_image_dice
 from tumorscope.progress import track
 from tumorscope.transforms.augment import SliceAugment
+from tumorscope.transforms.framing import head_extent
 from tumorscope.transforms.slice2d import scale_intensity
 from tumorscope.uncertainty import auroc
 
@@ -39,22 +42,57 @@ CORRUPTIONS: dict[str, dict[str, float]] = {
     "low resolution": {"downscale": 1}, "JPEG": {"jpeg": 1}, "gamma": {"gamma": 1},
     "intensity curve": {"intensity_remap": 1}, "skull stripped": {"skull_strip": 1},
 }
+Pair = tuple[np.ndarray, np.ndarray]  # (C, H, W) pixels in [0, 1], (H, W) mask
+
+
+def _head_crop(image: np.ndarray, mask: np.ndarray) -> Pair:
+    """Cropped to the head's bounding box (the way many public 2D collections ship)."""
+    gray = image.mean(axis=0)
+    rows, cols = head_extent(gray, 0), head_extent(gray, 1)
+    if rows is None or cols is None:
+        return image, mask
+    box = (slice(rows[0], rows[1] + 1), slice(cols[0], cols[1] + 1))
+    return image[:, box[0], box[1]], mask[box]
+
+
+def _wide_canvas(image: np.ndarray, mask: np.ndarray) -> Pair:
+    """Centred on a 16:9 dark canvas (a screenshot, a slide)."""
+    h, w = mask.shape
+    extra = max(0, round(h * 16 / 9) - w)
+    sides = (extra // 2, extra - extra // 2)
+    return np.pad(image, ((0, 0), (0, 0), sides)), np.pad(mask, ((0, 0), sides))
+
+
+def _landscape(image: np.ndarray, mask: np.ndarray) -> Pair:
+    """The middle rows kept to a 4:3 landscape frame."""
+    h, w = mask.shape
+    keep = min(h, round(w * 3 / 4))
+    top = (h - keep) // 2
+    return image[:, top:top + keep], mask[top:top + keep]
+
+
+REFRAMES: dict[str, Callable[[np.ndarray, np.ndarray], Pair]] = {
+    "cropped to the head": _head_crop, "wide canvas": _wide_canvas,
+    "landscape crop": _landscape}
+NAMES = (*CORRUPTIONS, *REFRAMES)  # every corruption, by name
 PROBES = ("uniform noise", "text page", "texture", "colour photograph", "nearly blank")
 
 
-def corrupt(pixels: np.ndarray, name: str, seed: int,
-            mask: np.ndarray | None = None) -> np.ndarray:
-    """``(C, H, W)`` raw pixels degraded by corruption ``name`` (in [0, 1]); ``mask`` (the
-    tumour, when known) keeps skull stripping from cutting a tumour away."""
-    image = np.moveaxis(scale_intensity(pixels), 0, -1)
+def corrupt(pixels: np.ndarray, name: str, seed: int, mask: np.ndarray | None = None) -> Pair:
+    """``(C, H, W)`` raw pixels degraded by corruption ``name`` (in [0, 1]) and the tumour
+    mask moved with them (empty when not given); a given mask also keeps skull stripping
+    from cutting a tumour away."""
+    image = scale_intensity(pixels)
+    tumour = np.zeros(image.shape[1:], np.uint8) if mask is None else mask.astype(np.uint8)
+    if name in REFRAMES:
+        return REFRAMES[name](image, tumour)
     if not CORRUPTIONS[name]:
-        return np.moveaxis(image, -1, 0)
+        return image, tumour
     augment = SliceAugment(Augment2DConfig.model_validate({**NEUTRAL, **CORRUPTIONS[name]}))
     augment.set_random_seed(seed)
-    tumour = np.zeros(image.shape[:2], np.uint8) if mask is None else mask.astype(np.uint8)
-    out = augment(image=np.ascontiguousarray(image), mask=tumour)
+    out = augment(image=np.ascontiguousarray(np.moveaxis(image, 0, -1)), mask=tumour)
     hwc = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
-    return np.moveaxis(hwc, -1, 0)
+    return np.moveaxis(hwc, -1, 0), out["mask"]
 
 
 def probe(name: str, rng: np.random.Generator, size: int = 256) -> np.ndarray:
@@ -141,15 +179,16 @@ def run_robustness(checkpoints: list[Path], limit: int = 300, probes_per_kind: i
     records = spread(split.test, limit)
     loaded = [load_record(r) for r in records]
     results = [ModelScores(p.model_id) for p in predictors]
-    for name in track(corruptions or list(CORRUPTIONS), "corruptions"):
-        arrays = [corrupt(a, name, seed + i, m) for i, (a, m) in enumerate(loaded)]
+    for name in track(corruptions or list(NAMES), "corruptions"):
+        arrays, masks = zip(*(corrupt(a, name, seed + i, m) for i, (a, m) in enumerate(loaded)),
+                            strict=True)
         for predictor, scores in zip(predictors, results, strict=True):
             inferer = predictor.inferer
             assert isinstance(inferer, JointInferer)
             keep = [i for i, r in enumerate(records) if r.label < len(inferer.classes)]
             scores.corruptions[name] = _score(inferer, [records[i] for i in keep],
                                               [arrays[i] for i in keep],
-                                              [loaded[i][1] for i in keep])
+                                              [masks[i] for i in keep])
     rng = np.random.default_rng(seed)
     images = {k: [probe(k, rng) for _ in range(probes_per_kind)] for k in PROBES}
     for predictor, scores in zip(predictors, results, strict=True):
@@ -171,7 +210,7 @@ def render_markdown(results: list[ModelScores], limit: int, command: str) -> str
     lines = ["| corruption | " + " | ".join(f"`{r.model_id}` acc / type / Dice / AUROC / flagged"
                                              for r in results) + " |",
              "| --- |" + " --- |" * len(results)]
-    for name in [c for c in CORRUPTIONS if c in results[0].corruptions]:
+    for name in [c for c in NAMES if c in results[0].corruptions]:
         cells = []
         for r in results:
             c = r.corruptions[name]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 
 from tumorscope.checkpoint.card import Calibration, ModelCard
@@ -140,12 +139,11 @@ class JointInferer:
         """Class probabilities ``(B, K)``, each slice's mask probabilities at its own size
         (of its outline, by name; None: the inferer's own), the feature distances and the
         MC-dropout spread, for raw ``(C, H, W)`` slices run as one batch."""
-        batch = np.stack([self.pre(a, s) for a, s in zip(arrays, sources, strict=True)])
+        inputs, frames = zip(*(self.pre.framed(a, s) for a, s in zip(arrays, sources,
+                                                                      strict=True)), strict=True)
         index = np.array([self.outline_index(o) for o in outlines or [None] * len(arrays)])
-        probs, mask_prob, distance, spread = self._forward(batch, index)
-        full = [cv2.resize(np.ascontiguousarray(m[0]), (a.shape[2], a.shape[1]),
-                           interpolation=cv2.INTER_LINEAR) for m, a in zip(mask_prob, arrays,
-                                                                           strict=True)]
+        probs, mask_prob, distance, spread = self._forward(np.stack(inputs), index)
+        full = [f.paste(m[0]) for m, f in zip(mask_prob, frames, strict=True)]
         return probs, full, distance, spread
 
     def predict_arrays(self, arrays: list[np.ndarray], batch_size: int = 16,

@@ -76,11 +76,10 @@ def condition(image01: np.ndarray, mask: np.ndarray, label: int, num_classes: in
 def load_slice(record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A record's gray ``(size, size)`` float32 image in [0, 1] and bool mask."""
     from tumorscope.data.slices import load_record
-    from tumorscope.transforms.slice2d import load_model_input, resize_mask
+    from tumorscope.transforms.slice2d import model_pair
 
-    pixels, mask = load_record(record)
-    image = load_model_input(pixels, 1, size, record.image)[0]
-    return image, resize_mask(mask, size).astype(bool)
+    image, mask = model_pair(*load_record(record), 1, size, record.image)
+    return image[0], mask.astype(bool)
 
 
 # --- networks ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """2D slice preprocessing shared by training and inference, so a model sees the same input
-either way: channels -> [0, 1] intensity -> resize -> normalisation ("instance" or "global").
+either way: channels -> [0, 1] intensity -> framing (``framing.py``) -> resize ->
+normalisation ("instance" or "global").
 
 :class:`SlicePreprocessing` is the model card's ``preprocessing`` section for 2D slice models.
 """
@@ -14,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tumorscope.errors import ConfigError, ScanReadError
+from tumorscope.transforms.framing import HEAD_SQUARE, STRETCH, Frame, Framing, frame_of
 
 
 def to_channels(array: np.ndarray, channels: int, path: Path | str | None = None) -> np.ndarray:
@@ -70,10 +72,27 @@ def normalise(array: np.ndarray, mode: str, stats: tuple[float, float] | None = 
 
 
 def load_model_input(array: np.ndarray, channels: int, size: int,
-                     path: Path | str | None = None) -> np.ndarray:
+                     path: Path | str | None = None, framing: str = HEAD_SQUARE) -> np.ndarray:
     """Raw ``(C, H, W)`` pixels -> ``(channels, size, size)`` float32 in [0, 1] (not yet
     normalised: augmentation happens between this step and :func:`normalise`)."""
-    return resize_image(scale_intensity(to_channels(array, channels, path)), size)
+    return framed_input(array, channels, size, path, framing)[0]
+
+
+def framed_input(array: np.ndarray, channels: int, size: int, path: Path | str | None = None,
+                 framing: str = HEAD_SQUARE) -> tuple[np.ndarray, Frame]:
+    """:func:`load_model_input` and the window it took of the image."""
+    image = scale_intensity(to_channels(array, channels, path))
+    frame = frame_of(image, framing)
+    return resize_image(frame.crop(image), size), frame
+
+
+def model_pair(pixels: np.ndarray, mask: np.ndarray, channels: int, size: int,
+               path: Path | str | None = None, framing: str = HEAD_SQUARE
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A slice and its mask as a model trains on them: ``(channels, size, size)`` float32
+    in [0, 1] and ``(size, size)`` uint8, framed alike."""
+    image, frame = framed_input(pixels, channels, size, path, framing)
+    return image, resize_mask(frame.crop(mask), size)
 
 
 INTENSITY = "per-image min-max to [0, 1]"
@@ -89,6 +108,8 @@ class SlicePreprocessing(BaseModel):
     intensity: str = INTENSITY
     normalization: str = "instance"
     stats: tuple[float, float] | None = None
+    # cards written before framing existed squashed every image into the square
+    framing: Framing = STRETCH
 
     @classmethod
     def from_card(cls, section: dict[str, Any]) -> SlicePreprocessing:
@@ -106,12 +127,20 @@ class SlicePreprocessing(BaseModel):
 
     def __call__(self, array: np.ndarray, path: Path | str | None = None) -> np.ndarray:
         """Raw ``(C, H, W)`` pixels -> normalised ``(in_channels, S, S)`` float32 input."""
-        image = load_model_input(array, self.in_channels, self.input_size, path)
-        return normalise(image, self.normalization, self.stats).astype(np.float32)
+        return self.framed(array, path)[0]
+
+    def framed(self, array: np.ndarray, path: Path | str | None = None
+               ) -> tuple[np.ndarray, Frame]:
+        """The normalised input and the window it took of the image (to paste a mask
+        back with :meth:`Frame.paste`)."""
+        image, frame = framed_input(array, self.in_channels, self.input_size, path,
+                                    self.framing)
+        return normalise(image, self.normalization, self.stats).astype(np.float32), frame
 
 
 def card_preprocessing(cfg: Any, stats: tuple[float, float] | None) -> dict[str, Any]:
     """The card section for a 2D slice model configured by ``cfg.model``."""
     m = cfg.model
     return SlicePreprocessing(input_size=m.input_size, in_channels=m.in_channels,
-                              normalization=m.normalization, stats=stats).model_dump(mode="json")
+                              normalization=m.normalization, stats=stats,
+                              framing=HEAD_SQUARE).model_dump(mode="json")
