@@ -414,7 +414,8 @@ def test_corruptions_change_the_image_and_are_seeded() -> None:
 
 
 @pytest.mark.parametrize(("name", "shape"), [
-    ("cropped to the head", None), ("wide canvas", (64, 114)), ("landscape crop", (48, 64))])
+    ("cropped to the head", None), ("wide canvas", (64, 114)), ("landscape crop", (48, 64)),
+    ("zoomed out", (96, 96))])
 def test_reframes_move_the_mask_with_the_pixels(name: str, shape: tuple[int, int] | None
                                                 ) -> None:
     from tumorscope.experiments.robustness import corrupt

@@ -245,6 +245,25 @@ def test_intensity_remap_keeps_background_and_range_and_can_invert_contrast() ->
     assert np.array_equal(a, b) and not np.allclose(a, image) and a[0, 0, 0] == 0
 
 
+def test_zoom_out_shrinks_the_head_and_its_mask_together() -> None:
+    from tumorscope.config import Augment2DConfig
+    from tumorscope.transforms.augment import ZOOM_OUT, build_augment
+
+    only = build_augment(Augment2DConfig(hflip=0, rotate=0, scale=0, shift=0,
+                                         brightness_contrast=0, zoom_out=1))
+    assert only is not None
+    yy, xx = np.mgrid[:96, :96]
+    head = (((yy - 48) ** 2 + (xx - 48) ** 2) < 40 ** 2).astype(np.float32)[..., None]
+    mask = (((yy - 48) ** 2 + (xx - 60) ** 2) < 10 ** 2).astype(np.uint8)
+    for seed in range(5):
+        only.set_random_seed(seed)
+        out = only(image=head, mask=mask)
+        ratio = np.sqrt(out["image"].sum() / head.sum())
+        assert ZOOM_OUT[0] - 0.03 <= ratio <= ZOOM_OUT[1] + 0.03
+        assert abs(np.sqrt(out["mask"].sum() / mask.sum()) - ratio) < 0.1
+        assert out["image"][0, 0, 0] == 0  # the border added is background
+
+
 def test_bootstrap_leaves_out_resamples_where_auroc_is_undefined() -> None:
     from tumorscope.metrics import bootstrap_ci
 

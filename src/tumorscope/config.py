@@ -182,6 +182,9 @@ class Augment2DConfig(_Strict):
     brightness_contrast: float = Field(0.2, ge=0, le=1)
     gamma: float = Field(0.0, ge=0, le=1)
     elastic: float = Field(0.0, ge=0, le=1)
+    # probability of a further shrink to 55-85% of the size (a wider field of view, a head
+    # small in its frame), beyond ``scale``'s symmetric range
+    zoom_out: float = Field(0.0, ge=0, le=1)
     # scanner and acquisition artefacts (probabilities; TorchIO for the MRI-physics ones)
     bias_field: float = Field(0.0, ge=0, le=1)
     ghosting: float = Field(0.0, ge=0, le=1)

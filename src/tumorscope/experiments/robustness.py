@@ -5,10 +5,11 @@ whether they flag what is not brain MRI at all.
    degraded by one artefact at a time (bias field, ghosting, motion, spike, blur, noise, lower
    resolution, JPEG, gamma; the training augmentation's transforms, each always on, seeded),
    or framed as images from elsewhere often are (cropped tight to the head, on a wide canvas,
-   cropped to landscape; the mask moves with the pixels), and each model is scored on it:
-   accuracy of the decided label, tumour-type accuracy (the likeliest tumour class on tumour
-   slices, whatever the "no tumour" decision, so that "is it a tumour" and "which one" are
-   read apart), tumour Dice, detection AUROC and the share flagged as unfamiliar.
+   cropped to landscape, zoomed out; the mask moves with the pixels), and each model is
+   scored on it: accuracy of the decided label, tumour-type accuracy (the likeliest tumour
+   class on tumour slices, whatever the "no tumour" decision, so that "is it a tumour" and
+   "which one" are read apart), tumour Dice, detection AUROC and the share flagged as
+   unfamiliar.
 2. **Probe images** that are not MRI (noise, text pages, textures, colour photographs, nearly
    blank frames), generated here: the share each model flags as unlike its training data.
 """
@@ -71,9 +72,17 @@ def _landscape(image: np.ndarray, mask: np.ndarray) -> Pair:
     return image[:, top:top + keep], mask[top:top + keep]
 
 
+def _zoomed_out(image: np.ndarray, mask: np.ndarray) -> Pair:
+    """A dark border a quarter of the side wide all round: the head at two thirds of its
+    size in the frame (a wider field of view)."""
+    border = max(1, round(mask.shape[0] / 4))
+    return (np.pad(image, ((0, 0), (border, border), (border, border))),
+            np.pad(mask, border))
+
+
 REFRAMES: dict[str, Callable[[np.ndarray, np.ndarray], Pair]] = {
     "cropped to the head": _head_crop, "wide canvas": _wide_canvas,
-    "landscape crop": _landscape}
+    "landscape crop": _landscape, "zoomed out": _zoomed_out}
 NAMES = (*CORRUPTIONS, *REFRAMES)  # every corruption, by name
 PROBES = ("uniform noise", "text page", "texture", "colour photograph", "nearly blank")
 

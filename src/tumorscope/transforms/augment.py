@@ -21,6 +21,7 @@ from tumorscope.transforms.slice2d import scale_intensity
 
 ARTEFACTS = ("bias_field", "ghosting", "motion", "spike")
 DEGRADATIONS = ("blur", "noise", "downscale", "jpeg")
+ZOOM_OUT = (0.55, 0.85)  # ``zoom_out``'s shrink: the head at 55-85% of its size
 KEEP_TUMOUR = 0.8  # skull stripping is skipped on a slice where it would cut more tumour
 
 
@@ -35,6 +36,8 @@ def _geometry_and_contrast(cfg: Augment2DConfig) -> list[A.BasicTransform]:
                               scale=(1 - cfg.scale, 1 + cfg.scale),
                               translate_percent=(-cfg.shift, cfg.shift),
                               border_mode=0, p=0.7))
+    if cfg.zoom_out:
+        steps.append(A.Affine(scale=ZOOM_OUT, border_mode=0, p=cfg.zoom_out))
     if cfg.elastic:
         steps.append(A.ElasticTransform(alpha=30, sigma=6, p=cfg.elastic))
     if cfg.brightness_contrast:
