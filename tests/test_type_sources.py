@@ -89,7 +89,7 @@ def test_slices_know_whether_they_teach_the_type_and_a_typo_is_blamed() -> None:
     with pytest.raises(ConfigError, match=r"^loss\.type_sources: \['figshar'\] are not datasets"):
         check_type_sources(records, ["figshar"])
     plain = Record("1", Path("x.png"), None, 0, "p")
-    with pytest.raises(ConfigError, match="not a mixed collection"):
+    with pytest.raises(ConfigError, match="carry no dataset name: it needs a mixed collection"):
         check_type_sources([plain], ["figshare"])
 
 

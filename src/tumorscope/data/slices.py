@@ -53,6 +53,10 @@ def load_record(record: Record) -> tuple[np.ndarray, np.ndarray]:
     return pixels, mask
 
 
+NO_DATASET = ("these slices carry no dataset name: it needs a mixed collection "
+              "(data.dataset: mri-mix)")
+
+
 def dataset_indices(records: Sequence[Record], names: list[str] | None,
                     setting: str) -> list[int]:
     """Each record's position of its dataset (``Record.outline``: a derived slice counts as
@@ -62,8 +66,7 @@ def dataset_indices(records: Sequence[Record], names: list[str] | None,
     if not names:
         return [0] * len(records)
     if any(r.outline is None for r in records):
-        raise ConfigError(setting, "these slices carry no dataset name: it needs a mixed "
-                          "collection (data.dataset: mri-mix)")
+        raise ConfigError(setting, NO_DATASET)
     missing = sorted({str(r.outline) for r in records if r.outline not in names})
     if missing:
         raise ConfigError(setting, f"slices of {missing} are not among {names} (it names "
@@ -83,10 +86,12 @@ def check_type_sources(records: Sequence[Record], names: list[str] | None) -> No
     """A ``loss.type_sources`` name that is none of the records' datasets is a one-line
     error (a typo would otherwise silently teach no tumour type at all)."""
     present = sorted({str(r.outline) for r in records if r.outline is not None})
+    if names and not present:
+        raise ConfigError("loss.type_sources", NO_DATASET)
     unknown = sorted(set(names or []) - set(present))
     if unknown:
         raise ConfigError("loss.type_sources", f"{unknown} are not datasets of these slices "
-                          f"(datasets: {present or 'none: not a mixed collection'})")
+                          f"(datasets: {present})")
 
 
 def outline_indices(records: Sequence[Record], outlines: list[str] | None) -> list[int]:
