@@ -83,3 +83,33 @@ def test_cards_say_how_they_frame() -> None:
         section = json.loads((REPO / "models" / name / "model.json").read_text())[
             "preprocessing"]
         assert SlicePreprocessing.from_card(section).framing == HEAD_SQUARE, name
+
+
+def test_around_the_head_makes_a_zoomed_out_head_and_a_full_one_alike() -> None:
+    from tumorscope.transforms.framing import HEAD_CROP
+
+    full = head(100, 100, (5, 95), (10, 90))
+    zoomed = np.pad(head(50, 50, (2, 48), (5, 45)), 25)  # the same head at half the size
+    import cv2
+
+    frames = [frame_of(image, HEAD_CROP) for image in (full, zoomed)]
+    assert all(f.rows == f.cols for f in frames)  # squares
+    assert abs(frames[0].rows / frames[1].rows - 2) < 0.1  # each the head's size / 0.85
+    assert abs(frames[0].rows * HEAD_SHARE - 90) < 4
+    windows = [cv2.resize(f.crop(image), (64, 64), interpolation=cv2.INTER_AREA)
+               for f, image in zip(frames, (full, zoomed), strict=True)]
+    assert np.abs(windows[0] - windows[1]).mean() < 0.05  # alike once framed
+    blank = np.zeros((30, 50), np.float32)  # nothing stands out: padded to a square
+    assert frame_of(blank, HEAD_CROP) == Frame(30, 50, -10, 0, 50, 50)
+
+
+def test_a_model_trained_around_the_head_says_so(tmp_path: Path) -> None:
+    from tumorscope.config import load_config
+    from tumorscope.transforms.framing import HEAD_CROP
+    from tumorscope.transforms.slice2d import SlicePreprocessing, card_preprocessing
+
+    config = REPO / "configs" / "mix" / "joint-lite0-gpu.yaml"
+    cfg = load_config(config, ["model.framing=around the head"])
+    section = card_preprocessing(cfg, None)
+    assert SlicePreprocessing.from_card(section).framing == HEAD_CROP
+    assert card_preprocessing(load_config(config, []), None)["framing"] == HEAD_SQUARE

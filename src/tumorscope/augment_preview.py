@@ -29,9 +29,10 @@ def preview_grid(cfg: ExperimentConfig, out: Path, samples: int = 6, variants: i
     m = cfg.model
     records = [r for r in split.train if r.label > 0 or r.mask is None][:: max(1, len(
         split.train) // (samples * 8))][:samples] or split.train[:samples]
-    plain = SliceDataset(records, m.in_channels, m.input_size, m.normalization)
+    plain = SliceDataset(records, m.in_channels, m.input_size, m.normalization,
+                         framing=m.framing)
     augmented = SliceDataset(records, m.in_channels, m.input_size, m.normalization,
-                             augment=build_augment(cfg.augment))
+                             augment=build_augment(cfg.augment), framing=m.framing)
     augmented._cache = plain._cache = {}
     rows = []
     for i in range(len(records)):

@@ -32,7 +32,7 @@ from tumorscope.data.records import DatasetIndex, Record
 from tumorscope.data.splits import Split, uses_shipped_folds
 from tumorscope.errors import ConfigError, ScanReadError
 from tumorscope.io.writers import atomic_folder
-from tumorscope.transforms.framing import HEAD_SQUARE, STRETCH
+from tumorscope.transforms.framing import STRETCH
 
 FORMAT = 1
 MANIFEST = "pack.json"
@@ -47,7 +47,7 @@ def pack_settings(cfg: SliceExperiment) -> dict[str, Any]:
     return {"dataset": d.dataset, "folds": d.folds, "test_fold": d.test_fold,
             "val_fold": d.val_fold, "fold_source": d.fold_source, "seed": cfg.seed,
             "sources": d.sources, "limit_per_split": d.limit_per_split,
-            "input_size": m.input_size, "in_channels": m.in_channels, "framing": HEAD_SQUARE}
+            "input_size": m.input_size, "in_channels": m.in_channels, "framing": m.framing}
 
 
 @dataclass
@@ -90,7 +90,8 @@ def write_pack(cfg: SliceExperiment, index: DatasetIndex, split: Split, out: Pat
     every = [*packed, *split.test]
     if len({r.id for r in every}) != len(every):
         raise ScanReadError(index.root, "two slices share a record id; a pack keys pixels by id")
-    dataset = SliceDataset(packed, m.in_channels, m.input_size, m.normalization)
+    dataset = SliceDataset(packed, m.in_channels, m.input_size, m.normalization,
+                           framing=m.framing)
     images = np.empty((len(packed), m.in_channels, m.input_size, m.input_size), np.uint8)
     masks = np.empty((len(packed), m.input_size, m.input_size), bool)
     for i in track(range(len(packed)), "packing slices", total=len(packed)):

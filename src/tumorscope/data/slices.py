@@ -19,6 +19,7 @@ from tumorscope.data.splits import Split
 from tumorscope.errors import ConfigError, ScanReadError
 from tumorscope.io import read_mask, read_scan
 from tumorscope.progress import track
+from tumorscope.transforms.framing import HEAD_SQUARE
 from tumorscope.transforms.pseudo_healthy import mirror_healthy
 from tumorscope.transforms.slice2d import (
     SlicePreprocessing,
@@ -109,13 +110,13 @@ class SliceDataset(Dataset):
                  stats: tuple[float, float] | None = None, augment: Any = None,
                  cache: bool = False, outlines: list[str] | None = None,
                  pack: SlicePack | None = None, sources: list[str] | None = None,
-                 typed_sources: list[str] | None = None) -> None:
+                 typed_sources: list[str] | None = None, framing: str = HEAD_SQUARE) -> None:
         self.records = list(records)
         self.pack = pack
         self.outline = outline_indices(self.records, outlines)
         self.source = dataset_indices(self.records, sources, "loss.source_adversary.sources")
         self.typed = typed_flags(self.records, typed_sources)
-        self.channels, self.size = channels, size
+        self.channels, self.size, self.framing = channels, size, framing
         self.normalization, self.stats = normalization, stats
         self.augment = augment
         # keyed by size too: progressive resizing changes ``size`` between epochs
@@ -135,7 +136,7 @@ class SliceDataset(Dataset):
             item = self.pack.item(record)
         else:
             image, mask = model_pair(*load_record(record), self.channels, self.size,
-                                     record.image)
+                                     record.image, self.framing)
             item = image.astype(np.float16), mask
         if self._cache is not None:
             self._cache[key] = item
@@ -204,7 +205,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
     train_ds = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization,
                             augment=build_augment(cfg.augment), cache=cache,
                             outlines=outlines, pack=pack, sources=sources,
-                            typed_sources=typed)
+                            typed_sources=typed, framing=m.framing)
     stats = dataset_stats(train_ds) if m.normalization == "global" else None
     train_ds.stats = stats
     kw: dict[str, Any] = {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.data.num_workers,
@@ -216,7 +217,7 @@ def slice_loaders(cfg: JointExperiment | ClassifyExperiment, split: Split) -> Lo
         return Loaders(train, None, stats)
     val_ds = SliceDataset(split.val, m.in_channels, m.input_size, m.normalization, stats,
                           cache=cache, outlines=outlines, pack=pack, sources=sources,
-                          typed_sources=typed)
+                          typed_sources=typed, framing=m.framing)
     order = EpochOrder(len(val_ds), cfg.training_seed, shuffle=False, pad=False)
     val = ResumableLoader(val_ds, order, **kw)
     return Loaders(train, val, stats)

@@ -32,7 +32,7 @@ def train_plain(cfg: JointExperiment, out: Path) -> Path:
     index, split = prepare_split(cfg)
     m = cfg.model
     data = SliceDataset(split.train, m.in_channels, m.input_size, m.normalization, cache=True,
-                        outlines=m.outlines)
+                        outlines=m.outlines, framing=m.framing)
     loader = DataLoader(data, batch_size=cfg.trainer.batch_size, shuffle=True)
     model = joint_from_config(m.model_dump(), len(index.classes))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -12,6 +12,12 @@ distorts the anatomy the model learned. "square around the head" keeps the aspec
   that along the long side is left out, so a head on a wide canvas is not shrunk, and a
   slice cropped tight to the head gets back a margin around it.
 
+"around the head" goes further, as nnU-Net crops every case to its non-zero region: every
+image, square or not, is cut to a square centred on the head whose side makes the head's
+longer extent ``HEAD_SHARE`` of it, so a zoomed-out head and one filling its frame look
+alike. A model must be trained with it (``model.framing``): it also enlarges the small head
+sections near the vertex and the skull base.
+
 A :class:`Frame` records the window, so the model's mask is pasted back where it belongs.
 """
 
@@ -23,13 +29,15 @@ from typing import Final, Literal
 import cv2
 import numpy as np
 
-Framing = Literal["stretch", "square around the head"]
+Framing = Literal["stretch", "square around the head", "around the head"]
 STRETCH: Final = "stretch"
 HEAD_SQUARE: Final = "square around the head"
-FRAMINGS: tuple[Framing, ...] = (STRETCH, HEAD_SQUARE)
+HEAD_CROP: Final = "around the head"
+FRAMINGS: tuple[Framing, ...] = (STRETCH, HEAD_SQUARE, HEAD_CROP)
 DESCRIPTIONS: dict[Framing, str] = {  # for model cards
     STRETCH: "squashed into a square",
-    HEAD_SQUARE: "framed as a square around the head (aspect ratio kept)"}
+    HEAD_SQUARE: "framed as a square around the head (aspect ratio kept)",
+    HEAD_CROP: "cut to a square around the head, the head at 85% of its side (aspect ratio kept)"}
 CONTENT = 0.1  # intensity (min-max scaled) above which a pixel is part of the head
 MIN_LINE = 0.02  # share of a row or column above CONTENT for it to cross the head
 HEAD_SHARE = 0.85  # the head's extent over the side: median 0.90 figshare, 0.82 LGG, 0.79 BraTS
@@ -78,11 +86,13 @@ def head_extent(image: np.ndarray, axis: int) -> tuple[int, int] | None:
 def frame_of(image: np.ndarray, framing: str) -> Frame:
     """The window of an ``(H, W)`` or ``(C, H, W)`` image in [0, 1] under ``framing``."""
     h, w = image.shape[-2:]
-    if framing == STRETCH or h == w:
-        return Frame(h, w, 0, 0, h, w)
-    if framing != HEAD_SQUARE:
+    if framing not in FRAMINGS:
         raise ValueError(f"unknown framing {framing!r} (one of {', '.join(FRAMINGS)})")
     gray = image.mean(axis=0) if image.ndim == 3 else image
+    if framing == HEAD_CROP:
+        return _around_head(gray)
+    if framing == STRETCH or h == w:
+        return Frame(h, w, 0, 0, h, w)
     long_axis, short, long = (0, w, h) if h > w else (1, h, w)
     extent = head_extent(gray, long_axis)
     if extent is None:  # nothing stands out from the background: padded to a square
@@ -98,3 +108,18 @@ def frame_of(image: np.ndarray, framing: str) -> Frame:
     if long_axis == 0:
         return Frame(h, w, start, pad, side, side)
     return Frame(h, w, pad, start, side, side)
+
+
+def _around_head(gray: np.ndarray) -> Frame:
+    """The "around the head" window of an ``(H, W)`` [0, 1] image (padded to a square when
+    nothing stands out from the background)."""
+    h, w = gray.shape
+    rows, cols = head_extent(gray, 0), head_extent(gray, 1)
+    if rows is None or cols is None:
+        side = max(h, w)
+        return Frame(h, w, -((side - h) // 2), -((side - w) // 2), side, side)
+    longest = max(rows[1] - rows[0], cols[1] - cols[0]) + 1
+    side = int(np.ceil(longest / HEAD_SHARE))
+    top = round((rows[0] + rows[1] + 1) / 2 - side / 2)
+    left = round((cols[0] + cols[1] + 1) / 2 - side / 2)
+    return Frame(h, w, top, left, side, side)
