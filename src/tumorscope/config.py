@@ -70,6 +70,10 @@ class DataConfig(_Strict):
         return self
 
 
+# how a slice model's input is framed (transforms/framing.py; "stretch" only in old cards)
+SliceFraming = Literal["square around the head", "around the head"]
+
+
 class JointModelConfig(_Strict):
     """The joint network: UNet decoder for the mask, classification head on the encoder."""
 
@@ -80,8 +84,7 @@ class JointModelConfig(_Strict):
     in_channels: int = Field(1, ge=1)
     input_size: int = Field(256, ge=32)
     normalization: Literal["instance", "global"] = "instance"
-    # how a slice of any shape becomes the square input (transforms/framing.py)
-    framing: Literal["square around the head", "around the head"] = "square around the head"
+    framing: SliceFraming = "square around the head"
     dropout: float = Field(0.2, ge=0, lt=1)
     outlines: list[str] | None = Field(
         None, description="one mask output per dataset of a mixed collection, each learning "
@@ -328,8 +331,7 @@ class ClassifierModelConfig(_Strict):
     in_channels: int = Field(1, ge=1)
     input_size: int = Field(256, ge=16, description="the size the exported model takes")
     normalization: Literal["instance", "global"] = "instance"
-    # how a slice of any shape becomes the square input (transforms/framing.py)
-    framing: Literal["square around the head", "around the head"] = "square around the head"
+    framing: SliceFraming = "square around the head"
     dropout: float = Field(0.2, ge=0, lt=1)
     # capsule network (arch: capsule); defaults give 3.64M parameters for 3 classes
     front_end: str = Field("convs", min_length=1, description="the capsule net's conv front "

@@ -57,7 +57,10 @@ class Frame:
 
     def crop(self, array: np.ndarray) -> np.ndarray:
         """``(..., height, width)`` -> ``(..., rows, cols)``; zeros where the window leaves
-        the image (the background of a [0, 1] image or a mask)."""
+        the image (the background of a [0, 1] image or a mask); the array itself when the
+        window is the whole image."""
+        if (self.top, self.left, self.rows, self.cols) == (0, 0, self.height, self.width):
+            return array
         out = np.zeros((*array.shape[:-2], self.rows, self.cols), array.dtype)
         r0, c0 = max(self.top, 0), max(self.left, 0)
         r1 = min(self.top + self.rows, self.height)
@@ -88,11 +91,11 @@ def frame_of(image: np.ndarray, framing: str) -> Frame:
     h, w = image.shape[-2:]
     if framing not in FRAMINGS:
         raise ValueError(f"unknown framing {framing!r} (one of {', '.join(FRAMINGS)})")
+    if framing != HEAD_CROP and (framing == STRETCH or h == w):
+        return Frame(h, w, 0, 0, h, w)  # no head search on the common path
     gray = image.mean(axis=0) if image.ndim == 3 else image
     if framing == HEAD_CROP:
         return _around_head(gray)
-    if framing == STRETCH or h == w:
-        return Frame(h, w, 0, 0, h, w)
     long_axis, short, long = (0, w, h) if h > w else (1, h, w)
     extent = head_extent(gray, long_axis)
     if extent is None:  # nothing stands out from the background: padded to a square

@@ -143,4 +143,4 @@ def card_preprocessing(cfg: Any, stats: tuple[float, float] | None) -> dict[str,
     m = cfg.model
     return SlicePreprocessing(input_size=m.input_size, in_channels=m.in_channels,
                               normalization=m.normalization, stats=stats,
-                              framing=getattr(m, "framing", HEAD_SQUARE)).model_dump(mode="json")
+                              framing=m.framing).model_dump(mode="json")
